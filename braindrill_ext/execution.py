@@ -1,0 +1,69 @@
+"""Execution and Result: one request and its outcome, plain data shared by REST and kernels."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from .languages import Language
+
+
+class Status(str, enum.Enum):
+    OK = "ok"  # exit code 0
+    ERROR = "error"  # non-zero exit code
+    COMPILE_ERROR = "compile_error"  # the compile step failed; the program did not run
+    TIMEOUT = "timeout"  # killed at the wall-clock deadline
+    OOM = "oom"  # killed by the kernel's OOM killer at the memory limit
+    OUTPUT_LIMIT = "output_limit"  # killed for writing more than the output cap
+    WORKER_LOST = "worker_lost"  # the worker host failed while the code ran
+    INTERNAL_ERROR = "internal_error"  # the engine failed; not the code's fault
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one execution; see ``LimitsPolicy`` for defaults and maxima."""
+
+    timeout_s: float = 10.0
+    memory_mib: int = 256
+    cpus: float = 1.0
+    pids: int = 64
+    output_bytes: int = 1 << 20
+    workdir_mib: int = 64
+    nofile: int = 256
+    compile_timeout_s: float = 30.0
+    compile_output_bytes: int = 64 << 10
+
+
+@dataclass
+class Execution:
+    language: Language
+    code: str
+    limits: Limits = field(default_factory=Limits)
+    stdin: str = ""
+    args: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass
+class Result:
+    language: str
+    status: Status
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_ms: float = 0.0
+    worker: str | None = None
+    compile_output: str | None = None
+    queued_ms: float = 0.0
+    message: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["duration_ms"] = round(self.duration_ms, 1)
+        data["queued_ms"] = round(self.queued_ms, 1)
+        return data

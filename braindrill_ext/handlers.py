@@ -1,0 +1,197 @@
+"""REST handlers: POST /lang/<language> runs code; GET /lang lists languages; GET
+/braindrill/workers shows the worker hosts. The only module that speaks HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from .errors import (
+    HostUnavailable,
+    InvalidRequest,
+    NoCapacity,
+    PayloadTooLarge,
+    UnknownLanguage,
+)
+
+AUTH_RESOURCE = "braindrill"
+JSON_KEYS = {"code", "stdin", "args", "files", "limits"}
+FORMATS = {"application/json": "json", "text/plain": "text", "text/event-stream": "events"}
+
+
+class BraindrillHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def manager(self):
+        return self.settings["braindrill_manager"]
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        cause = getattr(exc, "__cause__", None)
+        if isinstance(cause, NoCapacity):
+            self.set_header("Retry-After", str(cause.retry_after))
+        super().write_error(status_code, **kwargs)
+
+    def engine_error(self, e: Exception) -> web.HTTPError:
+        """Translate an engine error into the HTTP error users see."""
+        if isinstance(e, UnknownLanguage):
+            return web.HTTPError(404, str(e))
+        if isinstance(e, PayloadTooLarge):
+            return web.HTTPError(413, str(e))
+        if isinstance(e, InvalidRequest):
+            return web.HTTPError(400, str(e))
+        if isinstance(e, HostUnavailable):
+            e = NoCapacity(str(e), retry_after=5)
+            raise web.HTTPError(503, str(e)) from e
+        if isinstance(e, NoCapacity):
+            return web.HTTPError(503, str(e))
+        raise e
+
+
+class LanguagesHandler(BraindrillHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, language: str | None = None):
+        """GET /lang: the languages with image, version and limits; GET /lang/<name>/info: one."""
+        await self.manager.ensure_started()
+        try:
+            langs = (
+                [self.manager.registry.get(language)] if language else list(self.manager.registry)
+            )
+        except UnknownLanguage as e:
+            raise self.engine_error(e) from e
+        models = await asyncio.gather(*(self.manager.describe(lang) for lang in langs))
+        self.finish(json.dumps(models[0] if language else {"languages": models}))
+
+
+class ExecutionHandler(BraindrillHandler):
+    """POST /lang/<language>: run the body as code in a fresh sandbox.
+
+    The body is the code itself, or (Content-Type: application/json) an object with ``code`` and
+    optional ``stdin``, ``args``, ``files`` and ``limits``. The answer is a JSON Result, the output
+    as text/plain (status in X-Braindrill-Status), or server-sent events, after ``Accept``.
+    """
+
+    _task: asyncio.Task | None = None
+
+    @web.authenticated
+    @authorized
+    async def post(self, language: str):
+        await self.manager.ensure_started()
+        try:
+            execution = self.manager.make_execution(language, **self._parse_body())
+        except (UnknownLanguage, InvalidRequest, PayloadTooLarge) as e:
+            raise self.engine_error(e) from e
+        fmt = self._response_format()
+        on_output = self._send_event if fmt == "events" else None
+        if fmt == "events":
+            self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+            self.set_header("Cache-Control", "no-cache")
+            self.set_header("X-Accel-Buffering", "no")
+        self._task = asyncio.ensure_future(self.manager.run(execution, on_output))
+        try:
+            result = await self._task
+        except asyncio.CancelledError:
+            self.log.info("client went away; execution %s cancelled", execution.id)
+            return
+        except (NoCapacity, HostUnavailable) as e:
+            if fmt == "events" and self._headers_written:
+                self._send_event("error", {"message": str(e)})
+                return self.finish()
+            raise self.engine_error(e) from e
+        finally:
+            self._task = None
+        if fmt == "events":
+            self._send_event("result", result.to_json())
+            self.finish()
+        elif fmt == "text":
+            self.set_header("Content-Type", "text/plain; charset=UTF-8")
+            self.set_header("X-Braindrill-Status", result.status.value)
+            if result.exit_code is not None:
+                self.set_header("X-Braindrill-Exit-Code", str(result.exit_code))
+            self.finish((result.compile_output or "") + result.stdout + result.stderr)
+        else:
+            self.finish(json.dumps(result.to_json()))
+
+    def finish(self, chunk=None):
+        """APIHandler.finish forces application/json; keep text/plain and event streams as set."""
+        if self._headers.get("Content-Type", "").startswith(("text/plain", "text/event-stream")):
+            self.update_api_activity()
+            return super(APIHandler, self).finish(chunk)
+        return super().finish(chunk)
+
+    def on_connection_close(self):
+        if self._task is not None:
+            self._task.cancel()
+
+    def _send_event(self, event: str, data):
+        if isinstance(data, str):
+            data = {"text": data}
+        self.write(f"event: {event}\ndata: {json.dumps(data)}\n\n")
+        self.flush().add_done_callback(self._check_flushed)
+
+    def _check_flushed(self, fut):
+        if fut.exception() is not None and isinstance(fut.exception(), StreamClosedError):
+            self.on_connection_close()
+
+    def _response_format(self) -> str:
+        accept = self.request.headers.get("Accept", "")
+        for part in accept.split(","):
+            media = part.split(";")[0].strip().lower()
+            if media in FORMATS:
+                return FORMATS[media]
+        return "json"
+
+    def _parse_body(self) -> dict:
+        body = self.request.body
+        limit = self.manager.limits.code_bytes
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if len(body) > (4 * limit if ctype == "application/json" else limit):
+            raise self.engine_error(
+                PayloadTooLarge(f"the body is {len(body)} bytes; the code limit is {limit} bytes")
+            )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise web.HTTPError(400, f"the body is not valid UTF-8: {e}") from e
+        if ctype != "application/json":
+            if not text.strip():
+                raise web.HTTPError(400, "the body is empty: send the code to run")
+            return {"code": text}
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise web.HTTPError(400, f"malformed JSON body: {e}") from e
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "the JSON body must be an object with at least 'code'")
+        unknown = set(data) - JSON_KEYS
+        if unknown:
+            raise web.HTTPError(
+                400, f"unknown fields {sorted(unknown)}; allowed: {sorted(JSON_KEYS)}"
+            )
+        if "code" not in data:
+            raise web.HTTPError(400, "the JSON body needs 'code'")
+        return data
+
+
+class WorkersHandler(BraindrillHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        """GET /braindrill/workers: health, slots, running and completed per worker host."""
+        await self.manager.ensure_started()
+        self.finish(json.dumps(self.manager.status()))
+
+
+default_handlers = [
+    (r"/lang/?", LanguagesHandler),
+    (r"/lang/([^/]+)/info", LanguagesHandler),
+    (r"/lang/([^/]+)", ExecutionHandler),
+    (r"/braindrill/workers", WorkersHandler),
+]

@@ -1,0 +1,117 @@
+"""Operator policy for resource limits: defaults, per-language overrides and maxima."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from traitlets import Dict, Float, Integer, TraitError, validate
+from traitlets.config import LoggingConfigurable
+
+from .errors import InvalidRequest, PayloadTooLarge
+from .execution import Limits
+from .languages import Language
+
+LIMIT_FIELDS = {f.name: f.type for f in dataclasses.fields(Limits)}
+# Limits a request may set (others are the operator's alone).
+REQUESTABLE = (
+    "timeout_s",
+    "memory_mib",
+    "cpus",
+    "output_bytes",
+    "compile_timeout_s",
+    "compile_output_bytes",
+)
+
+
+class LimitsPolicy(LoggingConfigurable):
+    """Defaults and maxima of every limit. Precedence for a default: the operator's
+    ``language_limits`` for the language, then the kernelspec's ``limits``, then the defaults here.
+    A request (REST body or kernel) may lower any of ``REQUESTABLE`` or raise it up to the
+    maximum."""
+
+    timeout_s = Float(10.0, config=True, help="Default wall-clock limit per execution, in seconds.")
+    memory_mib = Integer(256, config=True, help="Default memory limit (RAM, no swap), in MiB.")
+    cpus = Float(1.0, config=True, help="Default CPU quota, in CPUs.")
+    pids = Integer(64, config=True, help="Process/thread limit per sandbox.")
+    output_bytes = Integer(1 << 20, config=True, help="Cap per output stream, in bytes.")
+    workdir_mib = Integer(64, config=True, help="Size of the tmpfs work directory, in MiB.")
+    nofile = Integer(256, config=True, help="Open-file limit (ulimit -n) per sandbox.")
+    compile_timeout_s = Float(30.0, config=True, help="Compile-step wall-clock limit, in seconds.")
+    compile_output_bytes = Integer(64 << 10, config=True, help="Cap on compiler output, in bytes.")
+    code_bytes = Integer(
+        512 << 10,
+        config=True,
+        help="Largest accepted code + stdin + files, in bytes (larger: 413).",
+    )
+
+    max_timeout_s = Float(60.0, config=True, help="Largest wall-clock limit a request may ask.")
+    max_memory_mib = Integer(1024, config=True, help="Largest memory limit a request may ask, MiB.")
+    max_cpus = Float(2.0, config=True, help="Largest CPU quota a request may ask.")
+    max_output_bytes = Integer(8 << 20, config=True, help="Largest output cap a request may ask.")
+    max_compile_timeout_s = Float(120.0, config=True, help="Largest compile limit, in seconds.")
+    max_compile_output_bytes = Integer(1 << 20, config=True, help="Largest compiler-output cap.")
+
+    language_limits = Dict(
+        config=True,
+        help="Per-language default limits, e.g. {'java': {'memory_mib': 512}}; they take "
+        "precedence over the kernelspec's own defaults.",
+    )
+
+    @validate("language_limits")
+    def _check_language_limits(self, proposal):
+        for lang, limits in proposal["value"].items():
+            unknown = set(limits) - set(LIMIT_FIELDS)
+            if unknown:
+                raise TraitError(
+                    f"language_limits[{lang!r}] has unknown limits {sorted(unknown)}; "
+                    f"allowed: {sorted(LIMIT_FIELDS)}"
+                )
+        return proposal["value"]
+
+    def maximum(self, name: str):
+        return getattr(self, "max_" + name, None)
+
+    def defaults(self, language: Language) -> Limits:
+        values = {name: getattr(self, name) for name in LIMIT_FIELDS}
+        values.update({k: v for k, v in language.limits.items() if k in LIMIT_FIELDS})
+        values.update(self.language_limits.get(language.name, {}))
+        return Limits(**values)
+
+    def resolve(self, language: Language, requested: dict | None) -> Limits:
+        """The limits of one execution: the language's defaults with ``requested`` applied.
+
+        Raises ``InvalidRequest`` for an unknown limit, a wrong type, a value <= 0, or a value
+        above the operator's maximum (the message names the maximum).
+        """
+        limits = self.defaults(language)
+        if not requested:
+            return limits
+        if not isinstance(requested, dict):
+            raise InvalidRequest("'limits' must be an object")
+        changes = {}
+        for name, value in requested.items():
+            if name not in REQUESTABLE:
+                raise InvalidRequest(
+                    f"unknown or fixed limit {name!r}; a request may set: {', '.join(REQUESTABLE)}"
+                )
+            kind = LIMIT_FIELDS[name]
+            ok_types = (int, float) if kind == "float" else (int,)
+            if isinstance(value, bool) or not isinstance(value, ok_types):
+                raise InvalidRequest(
+                    f"limit {name!r} must be a {'number' if kind == 'float' else 'whole number'}"
+                )
+            if value <= 0:
+                raise InvalidRequest(f"limit {name!r} must be greater than 0, got {value}")
+            maximum = self.maximum(name)
+            if maximum is not None and value > max(maximum, getattr(limits, name)):
+                raise InvalidRequest(f"limit {name!r}={value} is above the maximum of {maximum}")
+            changes[name] = value
+        return dataclasses.replace(limits, **changes)
+
+    def check_size(self, code: str, stdin: str = "", files: dict | None = None) -> None:
+        size = len(code.encode()) + len(stdin.encode())
+        size += sum(len(k.encode()) + len(v.encode()) for k, v in (files or {}).items())
+        if size > self.code_bytes:
+            raise PayloadTooLarge(
+                f"code, stdin and files are {size} bytes; the limit is {self.code_bytes} bytes"
+            )

@@ -1,0 +1,375 @@
+"""The remote kernel manager: owns the worker hosts, queues and places executions, reaps leftovers.
+
+One instance per process: the extension app creates it and hands it to the REST handlers and the
+kernels (see ``current()`` for scripts that run kernels without a Jupyter server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import socket
+import time
+import uuid
+
+import docker
+from traitlets import Dict, Float, Instance, Integer, List, TraitError, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from .errors import HostUnavailable, ImageMissing, InvalidRequest, NoCapacity
+from .execution import Execution, Result, Status
+from .languages import Language, LanguageRegistry
+from .limits import LimitsPolicy
+from .sandbox import LABEL, TRANSPORT_ERRORS, _reason
+from .scheduler import Scheduler
+from .workerhost import WorkerHost
+
+HOST_KEYS = {"name", "url", "slots", "runtime", "tls", "insecure", "images", "ssh"}
+VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
+
+
+class RemoteKernelManager(LoggingConfigurable):
+    """Runs executions on worker hosts: one bounded FIFO queue, the least-loaded healthy host,
+    a transparent retry on another host when one fails before the code started, ``worker_lost``
+    when one fails mid-run, health checks, and a reaper for containers a crash left behind."""
+
+    hosts = List(
+        Dict(),
+        config=True,
+        help="Worker hosts: dicts with name, url (unix://, tcp:// or ssh://; empty = DOCKER_HOST "
+        "or the local socket), slots, runtime (OCI runtime, e.g. runsc), tls {ca, cert, key}, "
+        "insecure (allow tcp:// without TLS), images {language: image}. Default: the local engine.",
+    )
+    slots = Integer(4, config=True, help="Concurrent executions on a host whose entry sets none.")
+    queue_size = Integer(64, config=True, help="Executions that may wait for a slot; more get 503.")
+    queue_timeout_s = Float(
+        30.0, config=True, help="Longest wait for a slot, in seconds (then 503)."
+    )
+    health_interval_s = Float(5.0, config=True, help="Seconds between pings of each worker host.")
+    reap_interval_s = Float(
+        60.0, config=True, help="Seconds between sweeps for leftover containers."
+    )
+    docker_timeout_s = Float(20.0, config=True, help="Timeout of one Docker API call, in seconds.")
+    images = Dict(
+        config=True, help="Image per language, overriding the kernelspec's default image."
+    )
+    master_id = Unicode(
+        config=True,
+        help="Name of this master in container labels (default: the "
+        "host name). Masters sharing worker hosts need distinct names.",
+    )
+
+    limits = Instance(LimitsPolicy)
+    registry = Instance(LanguageRegistry)
+
+    @default("master_id")
+    def _default_master_id(self):
+        return socket.gethostname()
+
+    @default("limits")
+    def _default_limits(self):
+        return LimitsPolicy(parent=self)
+
+    @default("registry")
+    def _default_registry(self):
+        return LanguageRegistry.from_kernelspecs()
+
+    @validate("hosts")
+    def _check_hosts(self, proposal):
+        names = set()
+        for spec in proposal["value"]:
+            unknown = set(spec) - HOST_KEYS
+            if unknown:
+                raise TraitError(
+                    f"worker host {spec} has unknown keys {sorted(unknown)}; "
+                    f"allowed: {sorted(HOST_KEYS)}"
+                )
+            name = spec.get("name")
+            if not name or name in names:
+                raise TraitError(f"every worker host needs a unique name, got {name!r}")
+            names.add(name)
+            url = spec.get("url", "")
+            if url.startswith("tcp://") and not spec.get("tls") and not spec.get("insecure"):
+                raise TraitError(
+                    f"worker host {name!r}: {url} without tls is refused; give tls "
+                    "{ca, cert, key} or set insecure: true explicitly"
+                )
+        return proposal["value"]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.owner = f"{self.master_id}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.workers = [self._make_host(spec) for spec in (self.hosts or [{"name": "local"}])]
+        self.scheduler = Scheduler(self.workers, self.queue_size, self.queue_timeout_s)
+        self._tasks: list[asyncio.Task] = []
+        self._started: asyncio.Future | None = None
+        self._versions: dict[tuple[str, str], str] = {}
+
+    def _make_host(self, spec: dict) -> WorkerHost:
+        url = spec.get("url", "")
+        kwargs = {"timeout": int(self.docker_timeout_s)}
+        if not url:
+            client = docker.from_env(**kwargs)
+        else:
+            tls = spec.get("tls")
+            if tls:
+                kwargs["tls"] = docker.tls.TLSConfig(
+                    client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"], verify=True
+                )
+            if url.startswith("ssh://"):
+                kwargs["use_ssh_client"] = True
+            client = docker.DockerClient(base_url=url, **kwargs)
+        return WorkerHost(
+            spec["name"],
+            client,
+            int(spec.get("slots", self.slots)),
+            runtime=spec.get("runtime", ""),
+            images={**self.images, **spec.get("images", {})},
+            log=self.log,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def ensure_started(self) -> None:
+        """Start once; called by the extension app at server start and before any use."""
+        if self._started is None:
+            self._started = asyncio.ensure_future(self.start())
+        await asyncio.shield(self._started)
+
+    async def start(self) -> None:
+        """Ping every host, remove what a crashed predecessor left, start the background loops."""
+        await asyncio.gather(*(h.ping() for h in self.workers))
+        await self.reap()
+        self._tasks = [
+            asyncio.ensure_future(self._every(self.health_interval_s, self._check_health)),
+            asyncio.ensure_future(self._every(self.reap_interval_s, self.reap)),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the loops and the host thread pools. Called at server shutdown."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for host in self.workers:
+            host.close()
+        self._started = None
+
+    async def _every(self, seconds, job):
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                self.log.exception("braindrill background job %s failed", job.__name__)
+
+    async def _check_health(self):
+        was = {h.name: h.healthy for h in self.workers}
+        await asyncio.gather(*(h.ping() for h in self.workers))
+        if any(h.healthy and not was[h.name] for h in self.workers):
+            self.scheduler.dispatch()
+            await self.reap()
+
+    async def reap(self) -> int:
+        """Remove labelled containers that no live execution owns: past their expiry, or owned by a
+        process of this master that is gone (a crash). Returns how many were removed."""
+        results = await asyncio.gather(
+            *(self._reap_host(h) for h in self.workers if h.healthy), return_exceptions=True
+        )
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _reap_host(self, host: WorkerHost) -> int:
+        containers = await host.call(
+            host.client.api.containers, all=True, filters={"label": f"{LABEL}.owner"}
+        )
+        now, removed = time.time(), 0
+        for c in containers:
+            labels = c.get("Labels") or {}
+            if labels.get(f"{LABEL}.owner") == self.owner and now < _expiry(labels):
+                continue
+            if now >= _expiry(labels) or self._owner_is_dead(labels.get(f"{LABEL}.owner", "")):
+                try:
+                    await host.call(host.client.api.remove_container, c["Id"], force=True)
+                    removed += 1
+                except TRANSPORT_ERRORS as e:
+                    self.log.debug("reaper: %s on %s: %s", c["Id"][:12], host.name, e)
+        if removed:
+            self.log.info("reaper removed %d leftover containers on %s", removed, host.name)
+        return removed
+
+    def _owner_is_dead(self, owner: str) -> bool:
+        master, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if master != self.master_id or not pid.isdigit() or owner == self.owner:
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return int(pid) == os.getpid()  # an earlier manager of this very process
+
+    # -- executions ------------------------------------------------------------------------------
+    def make_execution(
+        self, language: str, code, *, stdin="", args=None, files=None, limits=None
+    ) -> Execution:
+        """Validate one request into an Execution. Raises UnknownLanguage, InvalidRequest or
+        PayloadTooLarge. Used by REST handlers and kernels alike."""
+        lang = self.registry.get(language)
+        if not isinstance(code, str):
+            raise InvalidRequest("'code' must be a string")
+        if not isinstance(stdin, str):
+            raise InvalidRequest("'stdin' must be a string")
+        args = [] if args is None else args
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise InvalidRequest("'args' must be a list of strings")
+        files = {} if files is None else files
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise InvalidRequest("'files' must be an object of file name → text content")
+        for name in files:
+            if not _safe_file_name(name) or name == lang.source_file:
+                raise InvalidRequest(
+                    f"bad file name {name!r}: use a relative path without '..', not "
+                    f"{lang.source_file!r} and not under .braindrill/"
+                )
+        self.limits.check_size(code, stdin, files)
+        return Execution(lang, code, self.limits.resolve(lang, limits), stdin, args, files)
+
+    async def run(self, execution: Execution, on_output=None) -> Result:
+        """Run one execution on some worker host and return its Result.
+
+        Raises ``NoCapacity`` when the queue is full or the wait runs out, and ``HostUnavailable``
+        when no host could start it. Cancelling the task kills and removes the container.
+        """
+        queued_at = time.monotonic()
+        tried: set[str] = set()
+        while True:
+            host = await self.scheduler.acquire(exclude=tried)
+            try:
+                result = await self._run_on(host, execution, on_output)
+            except HostUnavailable as e:
+                tried.add(host.name)
+                if not isinstance(e, ImageMissing):
+                    host.report_failure(e.reason)
+                self.log.warning(
+                    "execution %s not started on %s: %s", execution.id, host.name, e.reason
+                )
+                if not any(h.healthy and h.name not in tried for h in self.workers):
+                    raise
+                continue
+            finally:
+                self.scheduler.release(host)
+            result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
+            return result
+
+    async def _run_on(self, host: WorkerHost, execution: Execution, on_output) -> Result:
+        image = await host.image_for(execution.language)
+        labels = {
+            f"{LABEL}.owner": self.owner,
+            f"{LABEL}.language": execution.language.name,
+            f"{LABEL}.execution": execution.id,
+        }
+        sandbox = host.sandbox(execution.language, image, execution.limits, labels)
+        try:
+            await sandbox.prepare()
+            result = await sandbox.execute(execution, on_output)
+        except HostUnavailable:
+            raise
+        except Exception as e:  # a bug or an unexpected engine answer: report, don't hang
+            self.log.exception("execution %s failed on %s", execution.id, host.name)
+            result = Result(
+                execution.language.name, Status.INTERNAL_ERROR, worker=host.name, message=_reason(e)
+            )
+        finally:
+            await sandbox.destroy()
+        host.completed += 1
+        return result
+
+    # -- introspection ---------------------------------------------------------------------------
+    async def describe(self, language: Language) -> dict:
+        """What GET /lang shows of one language: image, version, default and maximum limits."""
+        image, version = None, None
+        for host in (h for h in self.workers if h.healthy):
+            try:
+                image = await host.image_for(language)
+            except HostUnavailable:
+                continue
+            version = await self._version(language, image)
+            break
+        defaults = dataclasses.asdict(self.limits.defaults(language))
+        return {
+            "name": language.name,
+            "display_name": language.display_name,
+            "aliases": list(language.aliases),
+            "kernel_name": language.kernel_name,
+            "image": image or language.image,
+            "image_available": image is not None,
+            "version": version,
+            "compiled": language.compile is not None,
+            "source_file": language.source_file,
+            "limits": defaults,
+            "max_limits": {k: self.limits.maximum(k) for k in defaults if self.limits.maximum(k)},
+        }
+
+    async def _version(self, language: Language, image: str) -> str | None:
+        key = (language.name, image)
+        if key not in self._versions:
+            probe = dataclasses.replace(language, run=language.version_command, compile=None)
+            execution = Execution(probe, "", self.limits.defaults(language))
+            try:
+                result = await self.run(execution)
+            except (NoCapacity, HostUnavailable):
+                return None
+            match = VERSION_RE.search(result.stdout + result.stderr)
+            if result.status is not Status.OK or not match:
+                return None
+            self._versions[key] = match.group(0)
+        return self._versions[key]
+
+    def status(self) -> dict:
+        return {
+            "master": self.master_id,
+            "queued": self.scheduler.queued,
+            "queue_size": self.queue_size,
+            "capacity": self.scheduler.capacity,
+            "workers": [h.status() for h in self.workers],
+        }
+
+
+def _expiry(labels: dict) -> float:
+    try:
+        return float(labels.get(f"{LABEL}.expires", "inf"))
+    except ValueError:
+        return 0.0
+
+
+def _safe_file_name(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        bool(name)
+        and not name.startswith("/")
+        and ".." not in parts
+        and "" not in parts
+        and parts[0] != ".braindrill"
+        and "\0" not in name
+        and len(name) <= 255
+    )
+
+
+_current: RemoteKernelManager | None = None
+
+
+def set_current(manager: RemoteKernelManager | None) -> None:
+    """Make ``manager`` the process's remote kernel manager. Called by the extension app."""
+    global _current
+    _current = manager
+
+
+def current() -> RemoteKernelManager:
+    """The process's remote kernel manager: the Jupyter server's, or (in a plain script using
+    ``jupyter_client``) an embedded one on the local Docker Engine, created on first use."""
+    global _current
+    if _current is None:
+        _current = RemoteKernelManager()
+    return _current

@@ -1,0 +1,97 @@
+"""Reading a sandbox's output: capped while it streams, decoded incrementally, with the compile
+step's report split off (see bootstrap.sh for the header the compile step writes)."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+
+STDOUT, STDERR = 1, 2
+NAMES = {STDOUT: "stdout", STDERR: "stderr"}
+COMPILE_MARK = b"\x1ebraindrill-compile "
+MAX_HEADER = 64
+
+
+class OutputCollector:
+    """Collects the frames of one execution; pure logic, fed by the reader thread.
+
+    ``feed`` returns False once a stream went past its cap: the caller then kills the sandbox.
+    ``on_output(name, text)`` is called with each decoded chunk of stdout/stderr as it arrives.
+    """
+
+    def __init__(
+        self,
+        output_bytes: int,
+        compile_output_bytes: int | None = None,
+        on_output: Callable[[str, str], None] | None = None,
+    ):
+        self.cap = output_bytes
+        self.on_output = on_output
+        self.data = {STDOUT: bytearray(), STDERR: bytearray()}
+        self.truncated = {STDOUT: False, STDERR: False}
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in NAMES}
+        self.overflow = False
+        # The compile report: None when the language has no compile step.
+        self.compile_cap = compile_output_bytes
+        self._header = bytearray() if compile_output_bytes is not None else None
+        self._compile_left = 0
+        self.compile_exit: int | None = None
+        self.compile_output = bytearray()
+        self.compile_truncated = False
+
+    def feed(self, stream: int, chunk: bytes) -> bool:
+        if stream == STDERR and self._header is not None:
+            chunk = self._take_compile_report(chunk)
+        if stream not in self.data or not chunk:
+            return not self.overflow
+        buf = self.data[stream]
+        room = self.cap - len(buf)
+        if len(chunk) > room:
+            chunk = chunk[: max(room, 0)]
+            self.truncated[stream] = True
+            self.overflow = True
+        buf += chunk
+        if self.on_output and chunk:
+            text = self._decoders[stream].decode(chunk)
+            if text:
+                self.on_output(NAMES[stream], text)
+        return not self.overflow
+
+    def _take_compile_report(self, chunk: bytes) -> bytes:
+        if self._compile_left:
+            part, chunk = chunk[: self._compile_left], chunk[self._compile_left :]
+            self.compile_output += part
+            self._compile_left -= len(part)
+            if not self._compile_left:
+                self._header = None
+            return chunk
+        self._header += chunk
+        if not self._header.startswith(COMPILE_MARK[: len(self._header)]):
+            # No compile report (the bootstrap failed before compiling): it is plain stderr.
+            rest, self._header = bytes(self._header), None
+            return rest
+        end = self._header.find(b"\n")
+        if end < 0:
+            if len(self._header) > MAX_HEADER:
+                rest, self._header = bytes(self._header), None
+                return rest
+            return b""
+        fields = self._header[len(COMPILE_MARK) : end].split()
+        rest = bytes(self._header[end + 1 :])
+        self.compile_exit, total = int(fields[0]), int(fields[1])
+        self.compile_truncated = total > self.compile_cap
+        self._compile_left = min(total, self.compile_cap)
+        self._header = bytearray()
+        if not self._compile_left:
+            self._header = None
+            return rest
+        return self._take_compile_report(rest)
+
+    def text(self, stream: int) -> str:
+        return bytes(self.data[stream]).decode("utf-8", "replace")
+
+    @property
+    def compile_text(self) -> str | None:
+        if self.compile_exit is None:
+            return None
+        return bytes(self.compile_output).decode("utf-8", "replace")

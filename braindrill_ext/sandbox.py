@@ -1,0 +1,308 @@
+"""Sandbox: one fresh, locked-down container on one worker host, used for one execution.
+
+Lifecycle (after Piston's prime → execute → cleanup): ``prepare()`` creates, attaches to and starts
+the container, which then waits for its code (so a container can be prepared ahead of time);
+``execute()`` delivers the framed payload through the attach stream, reads the output while it
+streams, enforces the deadline and classifies the outcome; ``destroy()`` removes the container and
+is called in a ``finally`` on every path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shlex
+import struct
+import tarfile
+import time
+from importlib.resources import files as package_files
+
+from docker.errors import DockerException, NotFound
+from docker.types import Ulimit
+from requests.exceptions import RequestException
+
+from .errors import HostUnavailable
+from .execution import Execution, Limits, Result, Status
+from .languages import Language
+from .output import STDERR, STDOUT, OutputCollector
+
+BOOTSTRAP = package_files("braindrill_ext").joinpath("bootstrap.sh").read_text()
+SANDBOX_USER = "65534:65534"  # nobody:nogroup, present in Debian-based and Alpine images
+GRACE_S = 2.0  # the in-container backstop fires this long after the manager's deadline
+LABEL = "braindrill"
+
+TRANSPORT_ERRORS = (DockerException, RequestException, OSError)
+
+
+def build_payload(execution: Execution, limits: Limits) -> bytes:
+    """The framed payload the bootstrap reads: ``<size>\\n`` then a tar of the work directory."""
+    lang = execution.language
+    job = [f"BD_TIMEOUT={limits.timeout_s + GRACE_S:g}"]
+    if lang.compile:
+        job += [
+            f"BD_COMPILE={shlex.quote(shlex.join(lang.compile))}",
+            f"BD_COMPILE_TIMEOUT={limits.compile_timeout_s:g}",
+            f"BD_COMPILE_OUTPUT={limits.compile_output_bytes}",
+        ]
+    job.append("set -- " + shlex.join([*lang.run, *execution.args]))
+    entries = {**execution.files, lang.source_file: execution.code}
+    entries[".braindrill/stdin"] = execution.stdin
+    entries[".braindrill/job"] = "\n".join(job) + "\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, text in entries.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    body = buf.getvalue()
+    return f"{len(body)}\n".encode() + body
+
+
+class Sandbox:
+    """One container for one execution. Create with ``host.sandbox(...)``."""
+
+    def __init__(self, host, language: Language, image: str, limits: Limits, labels: dict):
+        self.host = host
+        self.language = language
+        self.image = image
+        self.limits = limits
+        self.labels = labels
+        self.container_id: str | None = None
+        self._sock = None
+        self.log = host.log
+
+    # -- prime ---------------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Create, attach to and start the container; it then waits for its payload.
+
+        Called by the remote kernel manager before the code is delivered (or ahead of time, for a
+        pool). Raises ``HostUnavailable`` when the host cannot do it: the execution may go
+        elsewhere.
+        """
+        try:
+            await self.host.call(self._prepare_sync)
+        except TRANSPORT_ERRORS as e:
+            await self.destroy()
+            raise HostUnavailable(self.host.name, _reason(e)) from e
+
+    def _prepare_sync(self):
+        api = self.host.client.api
+        lim = self.limits
+        life = int(lim.compile_timeout_s + lim.timeout_s + 2 * GRACE_S) + self.host.idle_life_s
+        work = f"rw,exec,nosuid,nodev,size={lim.workdir_mib}m,uid=65534,gid=65534,mode=0700"
+        host_config = api.create_host_config(
+            init=True,
+            network_mode="bridge" if self.language.network else "none",
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=lim.pids,
+            mem_limit=f"{lim.memory_mib}m",
+            memswap_limit=f"{lim.memory_mib}m",
+            nano_cpus=int(lim.cpus * 1e9),
+            ulimits=[
+                Ulimit(name="nofile", soft=lim.nofile, hard=lim.nofile),
+                Ulimit(name="fsize", soft=lim.workdir_mib << 20, hard=lim.workdir_mib << 20),
+                Ulimit(name="core", soft=0, hard=0),
+            ],
+            tmpfs={"/work": work, "/tmp": f"rw,nosuid,nodev,size={lim.workdir_mib}m,mode=1777"},
+            log_config={"Type": "none"},
+            runtime=self.host.runtime or None,
+        )
+        labels = {**self.labels, f"{LABEL}.expires": str(int(time.time()) + life + 60)}
+        container = api.create_container(
+            self.image,
+            command=["timeout", "-s", "KILL", str(life), "sh", "-c", BOOTSTRAP, "braindrill"],
+            user=SANDBOX_USER,
+            working_dir="/work",
+            environment={"HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8"},
+            stdin_open=True,  # the SDK also sets StdinOnce: stdin closes when we detach
+            network_disabled=not self.language.network,
+            labels=labels,
+            host_config=host_config,
+        )
+        self.container_id = container["Id"]
+        self._sock = api.attach_socket(
+            self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        _raw(self._sock).settimeout(None)
+        api.start(self.container_id)
+
+    # -- execute -------------------------------------------------------------------------------
+    async def execute(self, execution: Execution, on_output=None) -> Result:
+        """Deliver ``execution`` to the prepared container and wait for its result.
+
+        Never raises for what the code does; ``HostUnavailable`` only if the payload could not be
+        delivered (nothing ran, so the caller may retry elsewhere).
+        """
+        loop = asyncio.get_running_loop()
+        lim = execution.limits
+        emit = None
+        if on_output is not None:
+
+            def emit(name, text):
+                loop.call_soon_threadsafe(on_output, name, text)
+
+        collector = OutputCollector(
+            lim.output_bytes, lim.compile_output_bytes if self.language.compile else None, emit
+        )
+        payload = build_payload(execution, lim)
+        try:
+            await self.host.call(_raw(self._sock).sendall, payload)
+        except TRANSPORT_ERRORS as e:
+            raise HostUnavailable(self.host.name, f"cannot deliver the code: {_reason(e)}") from e
+        started = time.monotonic()
+        reader = asyncio.ensure_future(self.host.call(self._read_sync, collector))
+        deadline = lim.timeout_s + (lim.compile_timeout_s if self.language.compile else 0)
+        timed_out = lost = False
+        message = None
+        try:
+            await asyncio.wait_for(asyncio.shield(reader), deadline)
+        except asyncio.TimeoutError:
+            timed_out = True
+            await self._kill()
+            await asyncio.wait({reader}, timeout=GRACE_S + 3)
+        except TRANSPORT_ERRORS as e:
+            lost, message = True, f"lost the output stream: {_reason(e)}"
+        duration_ms = (time.monotonic() - started) * 1000
+        exit_code = oom = None
+        if not lost:
+            try:
+                exit_code, oom = await asyncio.wait_for(self.host.call(self._outcome_sync), 10)
+            except (asyncio.TimeoutError, *TRANSPORT_ERRORS) as e:
+                lost, message = True, f"worker host stopped answering: {_reason(e)}"
+        if lost:
+            self.host.report_failure(message)
+        status = _classify(collector, exit_code, oom, timed_out, lost)
+        if status is Status.COMPILE_ERROR:
+            exit_code = collector.compile_exit
+        return Result(
+            language=self.language.name,
+            status=status,
+            exit_code=exit_code,
+            stdout=collector.text(STDOUT),
+            stderr=collector.text(STDERR),
+            stdout_truncated=collector.truncated[STDOUT],
+            stderr_truncated=collector.truncated[STDERR],
+            duration_ms=duration_ms,
+            worker=self.host.name,
+            compile_output=collector.compile_text,
+            message=message,
+        )
+
+    def _read_sync(self, collector: OutputCollector) -> None:
+        """Runs in a host thread: read frames until the container closes the stream.
+
+        When a stream goes past its cap the container is killed (from another thread) and the
+        rest is drained and dropped: the engine cannot finish killing a container whose output
+        nobody reads."""
+        sock = self._sock
+        killing = False
+        while True:
+            header = _read_exactly(sock, 8)
+            if header is None:
+                return
+            stream, size = struct.unpack(">BxxxL", header)
+            while size:
+                chunk = _recv(sock, min(size, 65536))
+                if not chunk:
+                    return
+                size -= len(chunk)
+                if not collector.feed(stream, chunk) and not killing:
+                    killing = True
+                    self.host.executor.submit(self._kill_sync)
+
+    def _outcome_sync(self) -> tuple[int, bool]:
+        api = self.host.client.api
+        exit_code = api.wait(self.container_id, timeout=10)["StatusCode"]
+        oom = exit_code == 137 and api.inspect_container(self.container_id)["State"]["OOMKilled"]
+        return exit_code, oom
+
+    # -- cleanup -------------------------------------------------------------------------------
+    async def _kill(self):
+        try:
+            await self.host.call(self._kill_sync)
+        except TRANSPORT_ERRORS as e:
+            self.log.warning("could not kill %s on %s: %s", self.container_id, self.host.name, e)
+
+    def _kill_sync(self):
+        try:
+            self.host.client.api.kill(self.container_id)
+        except DockerException:
+            pass  # already gone or stopped
+
+    async def destroy(self) -> None:
+        """Remove the container, whatever state it is in. Safe to call more than once.
+
+        Shielded from cancellation: a client that goes away still gets its container removed. If
+        the host does not answer, the reaper removes the container when the host is back.
+        """
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            _close(sock)
+        if self.container_id is None:
+            return
+        cid, self.container_id = self.container_id, None
+        try:
+            await asyncio.shield(self.host.call(self._remove_sync, cid))
+        except asyncio.CancelledError:
+            raise
+        except TRANSPORT_ERRORS as e:
+            self.log.warning("could not remove %s on %s: %s", cid[:12], self.host.name, e)
+
+    def _remove_sync(self, cid):
+        try:
+            self.host.client.api.remove_container(cid, force=True)
+        except NotFound:
+            pass
+
+
+def _classify(collector, exit_code, oom, timed_out, lost) -> Status:
+    if timed_out:
+        return Status.TIMEOUT
+    if collector.overflow:
+        return Status.OUTPUT_LIMIT
+    if lost:
+        return Status.WORKER_LOST
+    if collector.compile_exit not in (None, 0):
+        return Status.COMPILE_ERROR
+    if oom:
+        return Status.OOM
+    return Status.OK if exit_code == 0 else Status.ERROR
+
+
+def _raw(sock):
+    """The object to send on and set timeouts on, for unix (SocketIO), TLS and SSH sockets."""
+    return getattr(sock, "_sock", sock)
+
+
+def _recv(sock, n: int) -> bytes:
+    raw = _raw(sock)
+    if hasattr(raw, "recv"):
+        return raw.recv(n)
+    return os.read(raw.fileno(), n)
+
+
+def _read_exactly(sock, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = _recv(sock, n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _close(sock):
+    for obj in (getattr(sock, "_response", None), sock, _raw(sock)):
+        try:
+            if obj is not None:
+                obj.close()
+        except Exception:
+            pass
+
+
+def _reason(e: BaseException) -> str:
+    return getattr(e, "explanation", None) or str(e) or type(e).__name__

@@ -1,0 +1,102 @@
+"""Scheduler: slots on worker hosts and one bounded FIFO queue in front of them."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from .errors import NoCapacity
+
+
+class Scheduler:
+    """Hands out slots: the healthy host with the most free slots, ties spread round-robin.
+
+    When every slot is busy a request waits in one FIFO queue of at most ``queue_size``; a full
+    queue, or a wait longer than ``queue_timeout_s``, raises ``NoCapacity``. Pure logic: hosts need
+    only ``name``, ``healthy``, ``running`` and ``slots``.
+    """
+
+    def __init__(self, hosts, queue_size: int, queue_timeout_s: float):
+        self.hosts = list(hosts)
+        self.queue_size = queue_size
+        self.queue_timeout_s = queue_timeout_s
+        self._queue: collections.deque = collections.deque()
+        self._turn = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _pick(self, exclude=()):
+        n = len(self.hosts)
+        best = None
+        for i in range(n):
+            host = self.hosts[(self._turn + i) % n]
+            if host.healthy and host.name not in exclude and host.running < host.slots:
+                if best is None or host.slots - host.running > best.slots - best.running:
+                    best = host
+        if best is not None:
+            self._turn = (self.hosts.index(best) + 1) % n
+            best.running += 1
+        return best
+
+    def _check_any_host(self, exclude):
+        candidates = [h for h in self.hosts if h.healthy and h.name not in exclude]
+        if not candidates:
+            errors = "; ".join(f"{h.name}: {h.last_error or 'excluded'}" for h in self.hosts)
+            raise NoCapacity(f"no healthy worker host ({errors})", retry_after=5)
+
+    async def acquire(self, exclude=()):
+        """Take a slot; returns its host. Release it with ``release(host)``."""
+        self._check_any_host(exclude)
+        if not self._queue:
+            host = self._pick(exclude)
+            if host is not None:
+                return host
+        if len(self._queue) >= self.queue_size:
+            raise NoCapacity(
+                f"all {self.capacity} slots are busy and the queue of {self.queue_size} is full",
+                retry_after=2,
+            )
+        fut = asyncio.get_running_loop().create_future()
+        waiter = (fut, frozenset(exclude))
+        self._queue.append(waiter)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self.queue_timeout_s)
+        except asyncio.TimeoutError:
+            if fut.done():  # granted at the last moment
+                return fut.result()
+            raise NoCapacity(
+                f"waited {self.queue_timeout_s:g} s in the queue for a free slot", retry_after=5
+            ) from None
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(fut.result())
+            raise
+        finally:
+            if waiter in self._queue:
+                self._queue.remove(waiter)
+            if not fut.done():
+                fut.cancel()
+
+    def release(self, host) -> None:
+        host.running -= 1
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Hand free slots to waiting requests, first come first served. Called when a slot is
+        released and when a host becomes healthy."""
+        while self._queue:
+            fut, exclude = self._queue[0]
+            if fut.done():
+                self._queue.popleft()
+                continue
+            host = self._pick(exclude)
+            if host is None:
+                return
+            self._queue.popleft()
+            fut.set_result(host)
+
+    @property
+    def capacity(self) -> int:
+        return sum(h.slots for h in self.hosts if h.healthy)
