@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import docker
 import pytest
@@ -46,6 +47,13 @@ def pytest_runtest_setup(item):
         if IN_CI:
             pytest.fail(f"CI=true and Docker is required: {_PROBLEM[0]}", pytrace=False)
         pytest.skip(_PROBLEM[0])
+
+
+@pytest.fixture
+def jp_env_jupyter_path():
+    """pytest-jupyter isolates Jupyter's paths; keep the environment's share/jupyter, where
+    ``pip install`` put the Braindrill kernelspecs (the languages)."""
+    return os.path.join(sys.prefix, "share", "jupyter")
 
 
 @pytest.fixture
