@@ -22,7 +22,7 @@ def _docker_problem() -> str | None:
     try:
         client = docker.from_env(timeout=10)
         client.ping()
-    except Exception as e:  # noqa: BLE001 - any failure means "no usable engine"
+    except Exception as e:
         return f"no Docker Engine answers: {e}"
     client.close()
     return None  # a missing image fails its test with a 503 naming `braindrill-images prepare`
