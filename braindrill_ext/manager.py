@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import os
 import re
 import socket
@@ -18,6 +19,7 @@ import docker
 from traitlets import Dict, Float, Instance, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from . import metrics
 from .errors import HostUnavailable, ImageMissing, InvalidRequest, NoCapacity
 from .execution import Execution, Result, Status
 from .languages import Language, LanguageRegistry
@@ -26,7 +28,9 @@ from .sandbox import LABEL, TRANSPORT_ERRORS, _reason
 from .scheduler import Scheduler
 from .workerhost import WorkerHost
 
-HOST_KEYS = {"name", "url", "slots", "runtime", "tls", "insecure", "images", "ssh"}
+HOST_KEYS = {"name", "url", "slots", "runtime", "tls", "insecure", "images"}
+TLS_KEYS = {"ca", "cert", "key"}
+SCHEMES = ("unix://", "tcp://", "ssh://")
 VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
 
 
@@ -52,6 +56,19 @@ class RemoteKernelManager(LoggingConfigurable):
         60.0, config=True, help="Seconds between sweeps for leftover containers."
     )
     docker_timeout_s = Float(20.0, config=True, help="Timeout of one Docker API call, in seconds.")
+    docker_api_version = Unicode(
+        "1.41", config=True, help="Docker API version to speak (1.41: Engine 20.10 and later)."
+    )
+    ping_timeout_s = Float(
+        3.0, config=True, help="Seconds a worker host has to answer a health ping."
+    )
+    image_source_url = Unicode(
+        "",
+        config=True,
+        help="Docker endpoint that worker hosts lacking a runtime image copy it from (docker "
+        "save → load): empty = the master's local engine (DOCKER_HOST or the local socket); "
+        "'none' = only other worker hosts. Healthy worker hosts that have the image come next.",
+    )
     images = Dict(
         config=True, help="Image per language, overriding the kernelspec's default image."
     )
@@ -80,22 +97,7 @@ class RemoteKernelManager(LoggingConfigurable):
     def _check_hosts(self, proposal):
         names = set()
         for spec in proposal["value"]:
-            unknown = set(spec) - HOST_KEYS
-            if unknown:
-                raise TraitError(
-                    f"worker host {spec} has unknown keys {sorted(unknown)}; "
-                    f"allowed: {sorted(HOST_KEYS)}"
-                )
-            name = spec.get("name")
-            if not name or name in names:
-                raise TraitError(f"every worker host needs a unique name, got {name!r}")
-            names.add(name)
-            url = spec.get("url", "")
-            if url.startswith("tcp://") and not spec.get("tls") and not spec.get("insecure"):
-                raise TraitError(
-                    f"worker host {name!r}: {url} without tls is refused; give tls "
-                    "{ca, cert, key} or set insecure: true explicitly"
-                )
+            _check_host_spec(spec, names)
         return proposal["value"]
 
     def __init__(self, **kwargs):
@@ -106,29 +108,50 @@ class RemoteKernelManager(LoggingConfigurable):
         self._tasks: list[asyncio.Task] = []
         self._started: asyncio.Future | None = None
         self._versions: dict[tuple[str, str], str] = {}
+        self.image_source = self._make_image_source()
+        for host in self.workers:
+            others = [h for h in self.workers if h is not host]
+            host.image_sources = [self.image_source, *others] if self.image_source else others
+
+    def _client(self, url: str, tls: dict | None = None) -> docker.DockerClient:
+        # A fixed API version: no round trip at construction, so a host that is down at start-up
+        # is just unhealthy (and retried by the health loop) instead of breaking the start.
+        kwargs = {"timeout": int(self.docker_timeout_s), "version": self.docker_api_version}
+        if not url:
+            return docker.from_env(**kwargs)
+        if tls:
+            kwargs["tls"] = docker.tls.TLSConfig(
+                client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"], verify=True
+            )
+        if url.startswith("ssh://"):
+            kwargs["use_ssh_client"] = True  # shell out to `ssh`: ~/.ssh/config, agent, keys
+        return docker.DockerClient(base_url=url, **kwargs)
 
     def _make_host(self, spec: dict) -> WorkerHost:
-        url = spec.get("url", "")
-        kwargs = {"timeout": int(self.docker_timeout_s)}
-        if not url:
-            client = docker.from_env(**kwargs)
-        else:
-            tls = spec.get("tls")
-            if tls:
-                kwargs["tls"] = docker.tls.TLSConfig(
-                    client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"], verify=True
-                )
-            if url.startswith("ssh://"):
-                kwargs["use_ssh_client"] = True
-            client = docker.DockerClient(base_url=url, **kwargs)
         return WorkerHost(
             spec["name"],
-            client,
+            self._client(spec.get("url", ""), spec.get("tls")),
             int(spec.get("slots", self.slots)),
             runtime=spec.get("runtime", ""),
             images={**self.images, **spec.get("images", {})},
+            ping_timeout_s=self.ping_timeout_s,
             log=self.log,
         )
+
+    def _make_image_source(self) -> WorkerHost | None:
+        """The master's own engine, which hosts that lack an image copy it from; None when it is
+        one of the worker hosts already or copying is off."""
+        if self.image_source_url == "none":
+            return None
+        url = self.image_source_url
+        if not url and any(not spec.get("url") for spec in self.hosts or [{}]):
+            return None  # the local engine is a worker host: it is a source as one
+        try:
+            client = self._client(url)
+        except docker.errors.DockerException as e:
+            self.log.info("no image source engine (%s): hosts copy images from each other", e)
+            return None
+        return WorkerHost("master", client, 0, ping_timeout_s=self.ping_timeout_s, log=self.log)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def ensure_started(self) -> None:
@@ -139,7 +162,7 @@ class RemoteKernelManager(LoggingConfigurable):
 
     async def start(self) -> None:
         """Ping every host, remove what a crashed predecessor left, start the background loops."""
-        await asyncio.gather(*(h.ping() for h in self.workers))
+        await asyncio.gather(*(h.ping() for h in self._engines()))
         await self.reap()
         self._tasks = [
             asyncio.ensure_future(self._every(self.health_interval_s, self._check_health)),
@@ -151,9 +174,12 @@ class RemoteKernelManager(LoggingConfigurable):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for host in self.workers:
+        for host in self._engines():
             host.close()
         self._started = None
+
+    def _engines(self) -> list[WorkerHost]:
+        return [*self.workers, self.image_source] if self.image_source else list(self.workers)
 
     async def _every(self, seconds, job):
         while True:
@@ -164,15 +190,20 @@ class RemoteKernelManager(LoggingConfigurable):
                 self.log.exception("braindrill background job %s failed", job.__name__)
 
     async def _check_health(self):
+        """Ping every host; a host that answers again gets queued work and its leftovers reaped.
+        Called every ``health_interval_s`` by the health loop."""
         was = {h.name: h.healthy for h in self.workers}
-        await asyncio.gather(*(h.ping() for h in self.workers))
-        if any(h.healthy and not was[h.name] for h in self.workers):
+        await asyncio.gather(*(h.ping() for h in self._engines()))
+        back = [h for h in self.workers if h.healthy and not was[h.name]]
+        if back:
             self.scheduler.dispatch()
-            await self.reap()
+            await asyncio.gather(*(self._reap_host(h) for h in back), return_exceptions=True)
 
     async def reap(self) -> int:
-        """Remove labelled containers that no live execution owns: past their expiry, or owned by a
-        process of this master that is gone (a crash). Returns how many were removed."""
+        """Remove labelled containers that no live execution owns: past their expiry, abandoned
+        by an execution whose host stopped answering, or owned by a process of this master that
+        is gone (a crash). Called at start, every ``reap_interval_s``, and when a host comes back.
+        Returns how many were removed."""
         results = await asyncio.gather(
             *(self._reap_host(h) for h in self.workers if h.healthy), return_exceptions=True
         )
@@ -185,12 +216,16 @@ class RemoteKernelManager(LoggingConfigurable):
         now, removed = time.time(), 0
         for c in containers:
             labels = c.get("Labels") or {}
-            if labels.get(f"{LABEL}.owner") == self.owner and now < _expiry(labels):
+            owner = labels.get(f"{LABEL}.owner", "")
+            execution = labels.get(f"{LABEL}.execution", "")
+            abandoned = owner == self.owner and execution in host.abandoned
+            if owner == self.owner and now < _expiry(labels) and not abandoned:
                 continue
-            if now >= _expiry(labels) or self._owner_is_dead(labels.get(f"{LABEL}.owner", "")):
+            if abandoned or now >= _expiry(labels) or self._owner_is_dead(owner):
                 try:
                     await host.call(host.client.api.remove_container, c["Id"], force=True)
                     removed += 1
+                    host.abandoned.pop(execution, None)
                 except TRANSPORT_ERRORS as e:
                     self.log.debug("reaper: %s on %s: %s", c["Id"][:12], host.name, e)
         if removed:
@@ -261,6 +296,7 @@ class RemoteKernelManager(LoggingConfigurable):
             finally:
                 self.scheduler.release(host)
             result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
+            metrics.record(result, time.monotonic() - queued_at)
             return result
 
     async def _run_on(self, host: WorkerHost, execution: Execution, on_output) -> Result:
@@ -328,13 +364,56 @@ class RemoteKernelManager(LoggingConfigurable):
         return self._versions[key]
 
     def status(self) -> dict:
+        """What GET /braindrill/workers shows: the queue and every worker host."""
         return {
             "master": self.master_id,
             "queued": self.scheduler.queued,
             "queue_size": self.queue_size,
             "capacity": self.scheduler.capacity,
+            "image_source": self.image_source.status() if self.image_source else None,
             "workers": [h.status() for h in self.workers],
         }
+
+
+def _check_host_spec(spec, names: set) -> None:
+    """Validate one worker host entry of ``RemoteKernelManager.hosts``; raise ``TraitError``."""
+    if not isinstance(spec, dict):
+        raise TraitError(f"a worker host must be a dict, got {spec!r}")
+    unknown = set(spec) - HOST_KEYS
+    if unknown:
+        raise TraitError(
+            f"worker host {spec} has unknown keys {sorted(unknown)}; allowed: {sorted(HOST_KEYS)}"
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not name or name in names or name == "master":
+        raise TraitError(f"every worker host needs a unique name (not 'master'), got {name!r}")
+    names.add(name)
+    url = spec.get("url", "")
+    if not isinstance(url, str) or (url and not url.startswith(SCHEMES)):
+        raise TraitError(f"worker host {name!r}: url {url!r} must start with one of {SCHEMES}")
+    slots = spec.get("slots", 1)
+    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+        raise TraitError(f"worker host {name!r}: slots must be an integer >= 1, got {slots!r}")
+    tls = spec.get("tls")
+    if tls is not None:
+        if not url.startswith("tcp://"):
+            raise TraitError(f"worker host {name!r}: tls applies to tcp:// urls only, not {url!r}")
+        if not isinstance(tls, dict) or set(tls) != TLS_KEYS:
+            raise TraitError(
+                f"worker host {name!r}: tls must be {{ca, cert, key}} (paths to PEM files), "
+                f"got {tls!r}"
+            )
+    if url.startswith("tcp://") and not tls and spec.get("insecure") is not True:
+        raise TraitError(
+            f"worker host {name!r}: {url} without tls is refused; give tls "
+            "{ca, cert, key} or set insecure: true explicitly"
+        )
+    if url.startswith("ssh://") and importlib.util.find_spec("paramiko") is None:
+        raise TraitError(
+            f"worker host {name!r}: ssh:// needs the paramiko package (pip install 'docker[ssh]')"
+        )
+    if not isinstance(spec.get("images", {}), dict):
+        raise TraitError(f"worker host {name!r}: images must be a dict of language → image")
 
 
 def _expiry(labels: dict) -> float:

@@ -1,0 +1,249 @@
+"""POST /lang/<language> and GET /lang over a real Jupyter server, on real containers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from .conftest import leftover_containers
+
+pytestmark = pytest.mark.docker
+
+HELLO = {
+    "python": ('print("drill my brain")', "drill my brain\n"),
+    "javascript": ('console.log("drill my brain")', "drill my brain\n"),
+    "java": (
+        'public class Anything { public static void main(String[] a) {'
+        ' System.out.println("drill my brain"); } }',
+        "drill my brain\n",
+    ),
+    "ruby": ('puts "drill my brain"', "drill my brain\n"),
+    "perl": ('print "drill my brain\\n";', "drill my brain\n"),
+    "php": ('<?php echo "drill my brain\\n";', "drill my brain\n"),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_leftovers():
+    yield
+    assert leftover_containers() == []
+
+
+async def error_of(request) -> tuple[int, dict, dict]:
+    with pytest.raises(HTTPClientError) as e:
+        await request
+    body = e.value.response.body
+    return e.value.code, (json.loads(body) if body else {}), e.value.response.headers
+
+
+@pytest.mark.parametrize("language", sorted(HELLO))
+async def test_hello_world_in_each_language(run, language):
+    code, expected = HELLO[language]
+    result = await run(language, code)
+    assert result["status"] == "ok", result
+    assert result["exit_code"] == 0
+    assert result["stdout"] == expected
+    assert result["language"] == language
+    assert result["worker"] == "local"
+    assert set(result) >= {
+        "language", "status", "exit_code", "stdout", "stderr", "stdout_truncated",
+        "stderr_truncated", "duration_ms", "worker",
+    }
+
+
+@pytest.mark.parametrize("alias,language", [("py", "python"), ("js", "javascript"),
+                                            ("node", "javascript")])
+async def test_aliases(run, alias, language):
+    result = await run(alias, HELLO[language][0])
+    assert result["language"] == language
+    assert result["stdout"] == "drill my brain\n"
+
+
+async def test_stdin_args_and_files(run):
+    code = (
+        "import sys\n"
+        "print(sys.stdin.read().upper(), end='')\n"
+        "print(sys.argv[1:])\n"
+        "print(open('data/input.txt').read())\n"
+    )
+    result = await run(
+        "python", code, stdin="from stdin\n", args=["one", "two words"],
+        files={"data/input.txt": "from a file"},
+    )
+    assert result["status"] == "ok", result
+    assert result["stdout"] == "FROM STDIN\n['one', 'two words']\nfrom a file\n"
+
+
+async def test_stdin_without_newline_and_empty_stdin(run):
+    result = await run("python", "import sys; print(repr(sys.stdin.read()))", stdin="x")
+    assert result["stdout"] == "'x'\n"
+    result = await run("python", "import sys; print(repr(sys.stdin.read()))")
+    assert result["stdout"] == "''\n"
+
+
+async def test_nonzero_exit_is_error(run):
+    result = await run("python", "import sys; print('bye', file=sys.stderr); sys.exit(3)")
+    assert result["status"] == "error"
+    assert result["exit_code"] == 3
+    assert result["stderr"] == "bye\n"
+
+
+async def test_infinite_loop_times_out(run):
+    result = await run("python", "while True: pass", limits={"timeout_s": 1.5})
+    assert result["status"] == "timeout"
+    assert result["duration_ms"] < 1500 + 3000
+
+
+async def test_memory_bomb_is_oom(run):
+    result = await run("python", "x = []\nwhile True: x.append(bytearray(10 << 20))")
+    assert result["status"] == "oom", result
+
+
+async def test_output_flood_is_capped(run):
+    cap = 4096
+    result = await run("python", "while True: print('x' * 1000)", limits={"output_bytes": cap})
+    assert result["status"] == "output_limit"
+    assert result["stdout_truncated"] is True
+    assert len(result["stdout"]) == cap
+    assert set(result["stdout"]) <= {"x", "\n"}
+
+
+async def test_text_plain(jp_fetch):
+    response = await jp_fetch(
+        "lang", "python", method="POST", headers={"Accept": "text/plain"},
+        body="import sys; print('out'); print('err', file=sys.stderr); sys.exit(2)",
+    )
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.headers["X-Braindrill-Status"] == "error"
+    assert response.headers["X-Braindrill-Exit-Code"] == "2"
+    assert response.body.decode() == "out\nerr\n"
+
+
+async def test_event_stream(jp_fetch):
+    code = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)\n"
+    response = await jp_fetch(
+        "lang", "python", method="POST", headers={"Accept": "text/event-stream"}, body=code
+    )
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events = []
+    for block in response.body.decode().strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    chunks = [data["text"] for name, data in events if name == "stdout"]
+    assert "".join(chunks) == "0\n1\n2\n"
+    assert len(chunks) == 3  # streamed as produced, not in one piece at the end
+    assert events[-1][0] == "result"
+    assert events[-1][1]["status"] == "ok"
+
+
+async def test_event_stream_arrives_while_running(http_server_client, http_server_port,
+                                                  jp_base_url, jp_auth_header):
+    """The first chunk reaches the client before the program ends."""
+    url = f"http://127.0.0.1:{http_server_port[-1]}{jp_base_url}lang/python"
+    loop = asyncio.get_running_loop()
+    arrivals = []
+    request = HTTPRequest(
+        url, method="POST", headers={**jp_auth_header, "Accept": "text/event-stream"},
+        body="import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')\n",
+        streaming_callback=lambda chunk: arrivals.append((loop.time(), chunk)),
+        request_timeout=30,
+    )
+    await AsyncHTTPClient().fetch(request)
+    first = next(t for t, chunk in arrivals if b"first" in chunk)
+    last = arrivals[-1][0]
+    assert last - first > 1.0
+
+
+async def test_languages_listing(jp_fetch):
+    response = await jp_fetch("lang")
+    languages = {lang["name"]: lang for lang in json.loads(response.body)["languages"]}
+    assert set(HELLO) <= set(languages)
+    python = languages["python"]
+    assert python["image_available"] is True
+    assert python["version"].startswith("3.")
+    assert python["limits"]["timeout_s"] == 10
+    assert python["limits"]["memory_mib"] == 256
+    assert python["max_limits"]["timeout_s"] == 60
+    assert "py" in python["aliases"]
+    assert languages["java"]["limits"]["memory_mib"] == 512  # from its kernelspec
+    one = json.loads((await jp_fetch("lang", "js", "info")).body)
+    assert one["name"] == "javascript"
+
+
+# -- bad input ----------------------------------------------------------------------------------
+async def test_unknown_language_is_404_listing_known(jp_fetch):
+    code, body, _ = await error_of(jp_fetch("lang", "cobol", method="POST", body="x"))
+    assert code == 404
+    assert "cobol" in body["message"]
+    for name in HELLO:
+        assert name in body["message"]
+
+
+@pytest.mark.parametrize(
+    "body,content_type,needle",
+    [
+        ("{not json", "application/json", "malformed JSON"),
+        ('["print(1)"]', "application/json", "must be an object"),
+        ('{"stdin": "x"}', "application/json", "needs 'code'"),
+        ('{"code": 42}', "application/json", "'code' must be a string"),
+        ('{"code": "1", "args": "a"}', "application/json", "'args' must be a list"),
+        ('{"code": "1", "files": {"../x": "y"}}', "application/json", "bad file name"),
+        ('{"code": "1", "files": {"main.py": "y"}}', "application/json", "bad file name"),
+        ('{"code": "1", "bogus": 1}', "application/json", "unknown fields"),
+        ('{"code": "1", "limits": {"timeout_s": 600}}', "application/json", "maximum of 60"),
+        ('{"code": "1", "limits": {"memory_mib": 4096}}', "application/json", "maximum of 1024"),
+        ('{"code": "1", "limits": {"timeout_s": -1}}', "application/json", "greater than 0"),
+        ('{"code": "1", "limits": {"timeout_s": "9"}}', "application/json", "must be a number"),
+        ('{"code": "1", "limits": {"pids": 9000}}', "application/json", "fixed limit"),
+        ("   ", "text/plain", "empty"),
+    ],
+)
+async def test_bad_requests_are_400(jp_fetch, body, content_type, needle):
+    code, data, _ = await error_of(
+        jp_fetch("lang", "python", method="POST", body=body,
+                 headers={"Content-Type": content_type})
+    )
+    assert code == 400
+    assert needle in data["message"]
+
+
+async def test_non_utf8_body_is_400(jp_fetch):
+    code, data, _ = await error_of(jp_fetch("lang", "python", method="POST", body=b"\xff\xfe"))
+    assert code == 400
+    assert "UTF-8" in data["message"]
+
+
+async def test_code_over_the_limit_is_413(jp_fetch):
+    code, data, _ = await error_of(
+        jp_fetch("lang", "python", method="POST", body="#" * (512 * 1024 + 1))
+    )
+    assert code == 413
+    assert "524288" in data["message"]
+    big = json.dumps({"code": "print(1)", "stdin": "x" * (600 * 1024)})
+    code, data, _ = await error_of(jp_fetch(
+        "lang", "python", method="POST", body=big, headers={"Content-Type": "application/json"}
+    ))
+    assert code == 413
+
+
+async def test_auth_is_required(jp_fetch):
+    code, _, _ = await error_of(
+        jp_fetch("lang", "python", method="POST", body="print(1)",
+                 headers={"Authorization": "token wrong"})
+    )
+    assert code in (401, 403)
+
+
+async def test_client_disconnect_kills_the_container(jp_fetch):
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("lang", "python", method="POST", body="while True: pass",
+                       request_timeout=1.5)
+    assert e.value.code == 599  # the client gave up
+    for _ in range(50):
+        if not leftover_containers():
+            break
+        await asyncio.sleep(0.2)
+    assert leftover_containers() == []

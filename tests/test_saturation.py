@@ -1,0 +1,68 @@
+"""Saturation and engine failures become 503 with Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+pytestmark = pytest.mark.docker
+
+
+class TestQueueFull:
+    @pytest.fixture
+    def braindrill_config(self):
+        return {"RemoteKernelManager": {"slots": 1, "queue_size": 1, "queue_timeout_s": 20}}
+
+    async def test_full_queue_is_503_with_retry_after(self, jp_fetch):
+        slow = "import time; time.sleep(2); print('done')"
+        first = asyncio.ensure_future(jp_fetch("lang", "python", method="POST", body=slow))
+        await asyncio.sleep(0.3)
+        second = asyncio.ensure_future(jp_fetch("lang", "python", method="POST", body=slow))
+        await asyncio.sleep(0.3)
+        with pytest.raises(HTTPClientError) as e:
+            await jp_fetch("lang", "python", method="POST", body="print(1)")
+        assert e.value.code == 503
+        assert int(e.value.response.headers["Retry-After"]) >= 1
+        assert "queue" in json.loads(e.value.response.body)["message"]
+        # The ones admitted complete, in order.
+        for response in await asyncio.gather(first, second):
+            assert json.loads(response.body)["stdout"] == "done\n"
+
+
+class TestQueueWait:
+    @pytest.fixture
+    def braindrill_config(self):
+        return {"RemoteKernelManager": {"slots": 1, "queue_size": 4, "queue_timeout_s": 0.5}}
+
+    async def test_wait_past_the_limit_is_503(self, jp_fetch):
+        slow = asyncio.ensure_future(
+            jp_fetch("lang", "python", method="POST", body="import time; time.sleep(2)")
+        )
+        await asyncio.sleep(0.3)
+        with pytest.raises(HTTPClientError) as e:
+            await jp_fetch("lang", "python", method="POST", body="print(1)")
+        assert e.value.code == 503
+        assert "Retry-After" in e.value.response.headers
+        assert json.loads((await slow).body)["status"] == "ok"
+
+
+class TestEngineDown:
+    @pytest.fixture
+    def braindrill_config(self):
+        return {"RemoteKernelManager": {
+            "hosts": [{"name": "gone", "url": "unix:///nonexistent/docker.sock"}],
+            "docker_timeout_s": 2,
+        }}
+
+    async def test_engine_not_answering_is_503(self, jp_fetch):
+        with pytest.raises(HTTPClientError) as e:
+            await jp_fetch("lang", "python", method="POST", body="print(1)")
+        assert e.value.code == 503
+        assert "Retry-After" in e.value.response.headers
+        assert "gone" in json.loads(e.value.response.body)["message"]
+        workers = json.loads((await jp_fetch("braindrill", "workers")).body)
+        assert workers["workers"][0]["healthy"] is False
+        assert workers["workers"][0]["last_error"]
