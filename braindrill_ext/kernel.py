@@ -1,0 +1,369 @@
+"""The Braindrill kernel: a Jupyter kernel served in-process whose every cell runs in a fresh
+container.
+
+``BraindrillKernel`` serves the five ZMQ sockets of one kernel (shell, iopub, stdin, control,
+heartbeat) on a ``KernelLoop`` with ``jupyter_client.session.Session``; it starts no process. Each
+``execute_request`` becomes an Execution through the process's remote kernel manager; stdout and
+stderr stream back as ``stream`` messages while the container runs. The provisioner starts these
+kernels inside the Jupyter server (or a script); ``python -m braindrill_ext.kernel -f <connection
+file> --spec <kernelspec folder>`` serves the same kernel as a process of its own (the kernelspecs'
+``argv``, used when the provisioner is not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import zmq
+from jupyter_client._version import protocol_version
+from jupyter_client.session import Session
+
+from . import __version__
+from .errors import BraindrillError, HostUnavailable, NoCapacity
+from .execution import Status
+from .kernelcells import banner, error_content, interrupted_content, refused_content, split_limits
+from .kernelloop import KernelLoop
+from .languages import Language
+
+CHANNELS = {
+    "shell": zmq.ROUTER,
+    "iopub": zmq.PUB,
+    "stdin": zmq.ROUTER,
+    "control": zmq.ROUTER,
+    "hb": zmq.REP,
+}
+BIND_RETRY_S = 5.0  # a restart rebinds the same ports; the old sockets close asynchronously
+STOP_WAIT_S = 15.0  # longest a stop waits for a running cell's container to be removed
+FLUSH_S = 0.05  # output is sent at most this long after the container wrote it
+
+
+class StreamCoalescer:
+    """Joins a cell's output chunks into fewer ``stream`` messages: a chunk is sent within
+    ``FLUSH_S``, or at once when the other stream writes (so the order is kept)."""
+
+    def __init__(self, publish):
+        self._publish = publish
+        self._name: str | None = None
+        self._parts: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def write(self, name: str, text: str) -> None:
+        """The ``on_output`` callback of ``RemoteKernelManager.run``: called on the loop."""
+        if name != self._name:
+            self.flush()
+            self._name = name
+        self._parts.append(text)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._parts:
+            text, self._parts = "".join(self._parts), []
+            self._publish(self._name, text)
+
+
+class BraindrillKernel:
+    """One kernel: its sockets, its execution count and its running cell.
+
+    Created and driven on its ``KernelLoop`` (the provisioner hops there); ``start()`` binds the
+    sockets given by ``connection_info``; ``interrupt()`` cancels the running cell (its container
+    is killed and removed); ``stop()`` ends the kernel and ``wait()`` returns its exit code.
+    """
+
+    def __init__(
+        self,
+        language: Language,
+        manager,
+        connection_info: dict,
+        kernel_loop: KernelLoop,
+        *,
+        kernel_id: str | None = None,
+        log: logging.Logger | None = None,
+    ):
+        self.language = language
+        self.manager = manager
+        self.connection_info = dict(connection_info)
+        self.kernel_loop = kernel_loop
+        self.kernel_id = kernel_id or uuid.uuid4().hex
+        self.log = log or logging.getLogger("braindrill")
+        key = connection_info.get("key", b"")
+        self.session = Session(
+            key=key.encode() if isinstance(key, str) else key,
+            signature_scheme=connection_info.get("signature_scheme", "hmac-sha256"),
+            username="kernel",
+        )
+        self.execution_count = 0
+        self.exit_code: int | None = None
+        self.sockets: dict[str, zmq.asyncio.Socket] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._cell: asyncio.Task | None = None
+        self._interrupted = False
+        self._stopping: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+        self._topic = f"kernel.{self.kernel_id}.".encode()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind the sockets and start serving them. Called on the kernel's loop."""
+        await self.manager.ensure_started()
+        try:
+            for name, kind in CHANNELS.items():
+                sock = self.kernel_loop.context.socket(kind)
+                sock.linger = 100
+                if kind == zmq.ROUTER:
+                    sock.router_handover = 1
+                self.sockets[name] = sock
+                await self._bind(sock, name)
+        except BaseException:
+            self._close_sockets()
+            raise
+        self.kernel_loop.kernels.add(self)
+        self._tasks = [
+            asyncio.ensure_future(self._serve(self.sockets["shell"], sequential=True)),
+            asyncio.ensure_future(self._serve(self.sockets["control"], sequential=False)),
+            asyncio.ensure_future(self._heartbeat()),
+        ]
+        self._publish("status", {"execution_state": "starting"}, None)
+        # Start the version probe now, so that the first kernel_info_reply need not wait long.
+        self._probe = asyncio.ensure_future(
+            self.kernel_loop.language_info(self.manager, self.language)
+        )
+
+    async def _bind(self, sock, name: str) -> None:
+        info = self.connection_info
+        transport, ip, port = info.get("transport", "tcp"), info["ip"], info.get(f"{name}_port", 0)
+        if not port:
+            self.connection_info[f"{name}_port"] = sock.bind_to_random_port(f"{transport}://{ip}")
+            return
+        address = f"tcp://{ip}:{port}" if transport == "tcp" else f"{transport}://{ip}-{port}"
+        deadline = asyncio.get_running_loop().time() + BIND_RETRY_S
+        while True:
+            try:
+                sock.bind(address)
+                return
+            except zmq.ZMQError as e:
+                if e.errno != zmq.EADDRINUSE or asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    def interrupt(self) -> None:
+        """Cancel the running cell: its container is killed and removed, its reply says so.
+        Called for ``interrupt_request`` and by the provisioner's ``send_signal(SIGINT)``."""
+        if self._cell is not None and not self._cell.done():
+            self._interrupted = True
+            self._cell.cancel()
+
+    async def stop(self, exit_code: int = 0) -> int:
+        """End the kernel: cancel the running cell (removing its container), close the sockets.
+        Safe to call more than once; called for ``shutdown_request`` and by the provisioner."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(exit_code))
+        await asyncio.shield(self._stopping)
+        return self.exit_code
+
+    async def _stop(self, exit_code: int) -> None:
+        cell = self._cell
+        self.interrupt()
+        if cell is not None:
+            await asyncio.wait({cell}, timeout=STOP_WAIT_S)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._close_sockets()
+        self.kernel_loop.kernels.discard(self)
+        self.exit_code = exit_code
+        self._stopped.set()
+
+    async def wait(self) -> int:
+        """Wait for the kernel to end; returns its exit code."""
+        await self._stopped.wait()
+        return self.exit_code
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets.values():
+            sock.close(linger=0)
+        self.sockets = {}
+
+    # -- messages --------------------------------------------------------------------------------
+    def _send(self, sock, msg_type: str, content: dict, parent, ident=None, metadata=None) -> None:
+        # Through the asyncio socket itself (not Session.send, which writes through a shadow
+        # socket): it then re-checks for messages that arrived meanwhile, so no receive stalls.
+        if sock is None or sock.closed:
+            return
+        msg = self.session.msg(msg_type, content, parent=parent, metadata=metadata)
+        sock.send_multipart(self.session.serialize(msg, ident))
+
+    def _publish(self, msg_type: str, content: dict, parent) -> None:
+        sock = self.sockets.get("iopub")
+        self._send(sock, msg_type, content, parent, ident=self._topic + msg_type.encode())
+
+    def _reply(self, sock, ident, parent, content: dict, metadata=None) -> None:
+        msg_type = parent["header"]["msg_type"].replace("_request", "_reply")
+        self._send(sock, msg_type, content, parent, ident=ident, metadata=metadata)
+
+    async def _recv(self, sock):
+        parts = await sock.recv_multipart()
+        idents, parts = self.session.feed_identities(parts)
+        try:
+            return idents, self.session.deserialize(parts)
+        except Exception as e:  # a bad signature or a malformed message: drop it
+            self.log.warning("kernel %s dropped a bad message: %s", self.kernel_id, e)
+            return idents, None
+
+    async def _serve(self, sock, sequential: bool) -> None:
+        """Serve shell (one request at a time, in order, as clients expect) or control."""
+        while True:
+            ident, msg = await self._recv(sock)
+            if msg is not None:
+                failed = await self._dispatch(sock, ident, msg)
+                if sequential and failed:
+                    await self._abort_queued(sock)
+
+    async def _dispatch(self, sock, ident, msg, abort: bool = False) -> bool:
+        """Handle one request between busy and idle statuses. Returns True for a failed cell
+        whose request asked to stop on error."""
+        msg_type = msg["header"]["msg_type"]
+        handler = getattr(self, "_on_" + msg_type, None)
+        if handler is None:
+            self.log.debug("kernel %s: unknown message type %s", self.kernel_id, msg_type)
+            return False
+        self._publish("status", {"execution_state": "busy"}, msg)
+        try:
+            if abort:
+                self._reply(sock, ident, msg, {"status": "aborted"}, metadata={"status": "aborted"})
+                return False
+            return bool(await handler(sock, ident, msg))
+        except Exception:
+            self.log.exception("kernel %s failed to handle %s", self.kernel_id, msg_type)
+            return False
+        finally:
+            self._publish("status", {"execution_state": "idle"}, msg)
+
+    async def _abort_queued(self, sock) -> None:
+        """After a failed cell: abort the execute requests already waiting, as ipykernel does
+        (``stop_on_error``); other requests are served as usual."""
+        while not sock.closed and await sock.poll(0):
+            ident, msg = await self._recv(sock)
+            if msg is not None:
+                abort = msg["header"]["msg_type"] == "execute_request"
+                await self._dispatch(sock, ident, msg, abort=abort)
+
+    async def _heartbeat(self) -> None:
+        sock = self.sockets["hb"]
+        while True:
+            sock.send_multipart(await sock.recv_multipart())
+
+    # -- handlers --------------------------------------------------------------------------------
+    async def _on_kernel_info_request(self, sock, ident, msg) -> None:
+        info = await self.kernel_loop.language_info(self.manager, self.language)
+        limits = self.manager.limits.defaults(self.language)
+        content = {
+            "status": "ok",
+            "protocol_version": protocol_version,
+            "implementation": "braindrill",
+            "implementation_version": __version__,
+            "language_info": info,
+            "banner": banner(self.language, info.get("version"), limits),
+            "help_links": [],
+            "debugger": False,
+        }
+        self._reply(sock, ident, msg, content)
+
+    async def _on_execute_request(self, sock, ident, msg) -> bool:
+        content = msg["content"]
+        code = content.get("code", "")
+        silent = content.get("silent", False)
+        if content.get("store_history", not silent):
+            self.execution_count += 1
+        count = self.execution_count
+        if not silent:
+            self._publish("execute_input", {"code": code, "execution_count": count}, msg)
+        reply = await self._run_cell(code, msg, silent)
+        if reply["status"] == "error" and not silent:
+            error = {k: reply[k] for k in ("ename", "evalue", "traceback")}
+            self._publish("error", error, msg)
+        reply = {**reply, "execution_count": count}
+        if reply["status"] == "ok":
+            reply.update(payload=[], user_expressions={})
+        self._reply(sock, ident, msg, reply, metadata={"status": reply["status"]})
+        return reply["status"] == "error" and content.get("stop_on_error", True)
+
+    async def _run_cell(self, code: str, msg, silent: bool) -> dict:
+        """Run one cell in a fresh container; returns the reply's status fields."""
+        try:
+            limits, code = split_limits(code)
+            if not code.strip():
+                return {"status": "ok"}
+            execution = self.manager.make_execution(self.language.name, code, limits=limits)
+        except BraindrillError as e:
+            return refused_content(e)
+
+        def publish(name: str, text: str) -> None:
+            if not silent:
+                self._publish("stream", {"name": name, "text": text}, msg)
+
+        streams = StreamCoalescer(publish)
+        self._interrupted = False
+        self._cell = asyncio.ensure_future(self.manager.run(execution, streams.write))
+        try:
+            result = await self._cell
+        except asyncio.CancelledError:
+            if not self._interrupted or not self._cell.cancelled():
+                raise
+            return interrupted_content()
+        except (NoCapacity, HostUnavailable) as e:
+            return refused_content(e)
+        finally:
+            self._cell = None
+            streams.flush()
+        if result.compile_output and result.status is Status.OK and not silent:
+            self._publish("stream", {"name": "stderr", "text": result.compile_output}, msg)
+        if result.status is Status.OK:
+            return {"status": "ok"}
+        return error_content(result, execution.limits)
+
+    async def _on_shutdown_request(self, sock, ident, msg) -> None:
+        content = {"status": "ok", "restart": bool(msg["content"].get("restart", False))}
+        self._reply(sock, ident, msg, content)
+        self._publish("shutdown_reply", content, msg)
+        # Runs once this handler has returned and published its idle status.
+        self._stopping = self._stopping or asyncio.ensure_future(self._stop(0))
+
+    async def _on_interrupt_request(self, sock, ident, msg) -> None:
+        self.interrupt()
+        self._reply(sock, ident, msg, {"status": "ok"})
+
+    async def _on_is_complete_request(self, sock, ident, msg) -> None:
+        # Every cell is a whole program: there is no continuation prompt.
+        self._reply(sock, ident, msg, {"status": "complete"})
+
+    async def _on_complete_request(self, sock, ident, msg) -> None:
+        pos = msg["content"].get("cursor_pos", len(msg["content"].get("code", "")))
+        content = {"matches": [], "cursor_start": pos, "cursor_end": pos, "metadata": {}}
+        self._reply(sock, ident, msg, {"status": "ok", **content})
+
+    async def _on_inspect_request(self, sock, ident, msg) -> None:
+        self._reply(sock, ident, msg, {"status": "ok", "found": False, "data": {}, "metadata": {}})
+
+    async def _on_history_request(self, sock, ident, msg) -> None:
+        self._reply(sock, ident, msg, {"status": "ok", "history": []})
+
+    async def _on_comm_info_request(self, sock, ident, msg) -> None:
+        self._reply(sock, ident, msg, {"status": "ok", "comms": {}})
+
+    async def _on_comm_open(self, sock, ident, msg) -> None:
+        # No comm targets (no state lives in the kernel): close it, as ipykernel does for
+        # unknown targets, so that a front end does not wait on it.
+        comm_id = msg["content"].get("comm_id", "")
+        self._publish("comm_close", {"comm_id": comm_id, "data": {}}, msg)
+
+
+if __name__ == "__main__":  # the kernelspecs' argv: see kernelapp.py
+    from braindrill_ext.kernelapp import main
+
+    main()

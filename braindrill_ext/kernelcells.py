@@ -1,0 +1,93 @@
+"""What a kernel cell becomes and what a failed one shows: the ``%%limits`` first line, the error
+outputs naming the Braindrill status, and the banner. Pure functions, used by the kernel."""
+
+from __future__ import annotations
+
+from .errors import BraindrillError, InvalidRequest
+from .execution import Limits, Result, Status
+
+LIMITS_MAGIC = "%%limits"
+RED, RESET = "\x1b[0;31m", "\x1b[0m"
+
+_WHY = {
+    Status.ERROR: "the program exited with a non-zero code",
+    Status.TIMEOUT: "the cell ran past its {timeout_s:g} s limit; its container was killed",
+    Status.OOM: "the cell went past its {memory_mib} MiB memory limit; its container was killed",
+    Status.OUTPUT_LIMIT: (
+        "the cell wrote more than {output_bytes} bytes to one stream; its container was killed"
+    ),
+    Status.COMPILE_ERROR: "the compile step failed; the program did not run",
+    Status.WORKER_LOST: "the worker host was lost while the cell ran",
+    Status.INTERNAL_ERROR: "Braindrill could not run the cell (not the code's fault)",
+}
+
+
+def split_limits(code: str) -> tuple[dict | None, str]:
+    """Split a first line ``%%limits timeout_s=30 memory_mib=512`` off a cell.
+
+    Returns the requested limits (None without the line) and the code. The values are validated
+    later by ``LimitsPolicy.resolve`` (through ``make_execution``): a cell cannot go past the
+    operator's maxima. Raises ``InvalidRequest`` for a malformed line.
+    """
+    first, _, rest = code.partition("\n")
+    words = first.split()
+    if not words or words[0] != LIMITS_MAGIC:
+        return None, code
+    limits = {}
+    for word in words[1:]:
+        name, sep, value = word.partition("=")
+        if not sep or not name:
+            raise InvalidRequest(f"{LIMITS_MAGIC} takes name=value pairs, got {word!r}")
+        limits[name] = _number(name, value)
+    return limits, rest
+
+
+def _number(name: str, value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    raise InvalidRequest(f"limit {name!r} must be a number, got {value!r}")
+
+
+def error_content(result: Result, limits: Limits) -> dict:
+    """The ``error`` output and ``execute_reply`` fields of a failed cell: ``ename`` is the
+    Braindrill status, ``evalue`` says why and gives the exit code."""
+    why = _WHY[result.status].format(**vars(limits))
+    evalue = f"{why} (exit code {result.exit_code})"
+    if result.message:
+        evalue += f": {result.message}"
+    traceback = [f"{RED}{result.status.value}{RESET}: {evalue}"]
+    if result.status is Status.COMPILE_ERROR and result.compile_output:
+        traceback += result.compile_output.rstrip("\n").split("\n")
+    return _error(result.status.value, evalue, traceback)
+
+
+def interrupted_content() -> dict:
+    """A cell stopped by an interrupt (its container was killed and removed)."""
+    evalue = "the cell was interrupted; its container was killed"
+    return _error("interrupted", evalue, [f"{RED}interrupted{RESET}: {evalue}"])
+
+
+def refused_content(error: BraindrillError) -> dict:
+    """A cell the engine did not run: bad ``%%limits``, code too large, no capacity."""
+    name = type(error).__name__
+    return _error(name, str(error), [f"{RED}{name}{RESET}: {error}"])
+
+
+def _error(ename: str, evalue: str, traceback: list[str]) -> dict:
+    return {"status": "error", "ename": ename, "evalue": evalue, "traceback": traceback}
+
+
+def banner(language, version: str | None, limits: Limits) -> str:
+    """The kernel banner: what the kernel runs, and that no state carries over between cells."""
+    name = f"{language.display_name} {version}" if version else language.display_name
+    return (
+        f"{name} on Braindrill\n"
+        "Each cell runs as a whole program in a fresh, locked-down container: no state "
+        "(variables, imports, files) carries over from one cell to the next.\n"
+        f"Limits per cell: {limits.timeout_s:g} s, {limits.memory_mib} MiB, {limits.cpus:g} CPU; "
+        f"change them with a first line such as `{LIMITS_MAGIC} timeout_s=30 memory_mib=512` "
+        "(up to the operator's maxima)."
+    )
