@@ -88,10 +88,7 @@ def leftover_containers() -> list[str]:
     client = docker.from_env()
     try:
         owned = f":{os.getpid()}:"
-        return [
-            c.short_id
-            for c in client.containers.list(all=True, filters={"label": f"{LABEL}.owner"})
-            if owned in c.labels.get(f"{LABEL}.owner", "")
-        ]
+        containers = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
+        return [c["Id"][:12] for c in containers if owned in c["Labels"][f"{LABEL}.owner"]]
     finally:
         client.close()
