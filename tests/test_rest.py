@@ -16,7 +16,7 @@ HELLO = {
     "python": ('print("drill my brain")', "drill my brain\n"),
     "javascript": ('console.log("drill my brain")', "drill my brain\n"),
     "java": (
-        'public class Anything { public static void main(String[] a) {'
+        "public class Anything { public static void main(String[] a) {"
         ' System.out.println("drill my brain"); } }',
         "drill my brain\n",
     ),
@@ -49,13 +49,21 @@ async def test_hello_world_in_each_language(run, language):
     assert result["language"] == language
     assert result["worker"] == "local"
     assert set(result) >= {
-        "language", "status", "exit_code", "stdout", "stderr", "stdout_truncated",
-        "stderr_truncated", "duration_ms", "worker",
+        "language",
+        "status",
+        "exit_code",
+        "stdout",
+        "stderr",
+        "stdout_truncated",
+        "stderr_truncated",
+        "duration_ms",
+        "worker",
     }
 
 
-@pytest.mark.parametrize("alias,language", [("py", "python"), ("js", "javascript"),
-                                            ("node", "javascript")])
+@pytest.mark.parametrize(
+    "alias,language", [("py", "python"), ("js", "javascript"), ("node", "javascript")]
+)
 async def test_aliases(run, alias, language):
     result = await run(alias, HELLO[language][0])
     assert result["language"] == language
@@ -70,7 +78,10 @@ async def test_stdin_args_and_files(run):
         "print(open('data/input.txt').read())\n"
     )
     result = await run(
-        "python", code, stdin="from stdin\n", args=["one", "two words"],
+        "python",
+        code,
+        stdin="from stdin\n",
+        args=["one", "two words"],
         files={"data/input.txt": "from a file"},
     )
     assert result["status"] == "ok", result
@@ -113,7 +124,10 @@ async def test_output_flood_is_capped(run):
 
 async def test_text_plain(jp_fetch):
     response = await jp_fetch(
-        "lang", "python", method="POST", headers={"Accept": "text/plain"},
+        "lang",
+        "python",
+        method="POST",
+        headers={"Accept": "text/plain"},
         body="import sys; print('out'); print('err', file=sys.stderr); sys.exit(2)",
     )
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -139,14 +153,17 @@ async def test_event_stream(jp_fetch):
     assert events[-1][1]["status"] == "ok"
 
 
-async def test_event_stream_arrives_while_running(http_server_client, http_server_port,
-                                                  jp_base_url, jp_auth_header):
+async def test_event_stream_arrives_while_running(
+    http_server_client, http_server_port, jp_base_url, jp_auth_header
+):
     """The first chunk reaches the client before the program ends."""
     url = f"http://127.0.0.1:{http_server_port[-1]}{jp_base_url}lang/python"
     loop = asyncio.get_running_loop()
     arrivals = []
     request = HTTPRequest(
-        url, method="POST", headers={**jp_auth_header, "Accept": "text/event-stream"},
+        url,
+        method="POST",
+        headers={**jp_auth_header, "Accept": "text/event-stream"},
         body="import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')\n",
         streaming_callback=lambda chunk: arrivals.append((loop.time(), chunk)),
         request_timeout=30,
@@ -203,8 +220,7 @@ async def test_unknown_language_is_404_listing_known(jp_fetch):
 )
 async def test_bad_requests_are_400(jp_fetch, body, content_type, needle):
     code, data, _ = await error_of(
-        jp_fetch("lang", "python", method="POST", body=body,
-                 headers={"Content-Type": content_type})
+        jp_fetch("lang", "python", method="POST", body=body, headers={"Content-Type": content_type})
     )
     assert code == 400
     assert needle in data["message"]
@@ -223,24 +239,32 @@ async def test_code_over_the_limit_is_413(jp_fetch):
     assert code == 413
     assert "524288" in data["message"]
     big = json.dumps({"code": "print(1)", "stdin": "x" * (600 * 1024)})
-    code, data, _ = await error_of(jp_fetch(
-        "lang", "python", method="POST", body=big, headers={"Content-Type": "application/json"}
-    ))
+    code, data, _ = await error_of(
+        jp_fetch(
+            "lang", "python", method="POST", body=big, headers={"Content-Type": "application/json"}
+        )
+    )
     assert code == 413
 
 
 async def test_auth_is_required(jp_fetch):
     code, _, _ = await error_of(
-        jp_fetch("lang", "python", method="POST", body="print(1)",
-                 headers={"Authorization": "token wrong"})
+        jp_fetch(
+            "lang",
+            "python",
+            method="POST",
+            body="print(1)",
+            headers={"Authorization": "token wrong"},
+        )
     )
     assert code in (401, 403)
 
 
 async def test_client_disconnect_kills_the_container(jp_fetch):
     with pytest.raises(HTTPClientError) as e:
-        await jp_fetch("lang", "python", method="POST", body="while True: pass",
-                       request_timeout=1.5)
+        await jp_fetch(
+            "lang", "python", method="POST", body="while True: pass", request_timeout=1.5
+        )
     assert e.value.code == 599  # the client gave up
     for _ in range(50):
         if not leftover_containers():

@@ -52,10 +52,12 @@ class TestQueueWait:
 class TestEngineDown:
     @pytest.fixture
     def braindrill_config(self):
-        return {"RemoteKernelManager": {
-            "hosts": [{"name": "gone", "url": "unix:///nonexistent/docker.sock"}],
-            "docker_timeout_s": 2,
-        }}
+        return {
+            "RemoteKernelManager": {
+                "hosts": [{"name": "gone", "url": "unix:///nonexistent/docker.sock"}],
+                "docker_timeout_s": 2,
+            }
+        }
 
     async def test_engine_not_answering_is_503(self, jp_fetch):
         with pytest.raises(HTTPClientError) as e:
