@@ -1,0 +1,464 @@
+"""REST benchmarks of Braindrill, measured side by side with their baselines in one run.
+
+``latency``: ``print("hello")`` end to end through ``POST /lang/python`` of a real Jupyter server
+(HTTP over loopback, token auth), one request at a time, against ``docker run --rm`` of the same
+image per execution (the original engine's way) and the bare interpreter on the host.
+
+``load``: the original engine's simulator mix (five Python snippets, picked at random) sent open
+loop — on schedule, whatever the completions — at one request per 160 ms times each
+``--rate-multiplier``, for ``--duration`` seconds.
+
+Each ``--server-config`` adds a server (a row) with its own traitlets config::
+
+    python benchmarks/bench_rest.py latency \\
+        --server-config "with pool" RemoteKernelManager.pool_size=2 \\
+        --server-config "without pool" RemoteKernelManager.pool_size=0
+
+See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from common import (
+    MIXES,
+    SIMULATOR_INTERVAL_S,
+    JupyterServer,
+    docker_run_argv,
+    language_image,
+    leftover_containers,
+    machine_summary,
+    merge_config,
+    parse_config,
+    print_table,
+    summarize,
+)
+
+HELLO = 'print("hello")\n'
+TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+CONFIG_ITEM = re.compile(r"^\w+(\.\w+)+=")  # Class.trait=value
+
+
+# -- servers -------------------------------------------------------------------------------------
+@dataclass
+class ServerSpec:
+    """One server row: a label and the traitlets config merged over the base config."""
+
+    label: str
+    config: dict
+
+
+def server_specs(args) -> list[ServerSpec]:
+    """The servers to measure: one per ``--server-config`` (default: one with the base config).
+
+    A ``--server-config`` takes an optional label first, then ``Class.trait=value`` items and JSON
+    config files."""
+    base = {"RemoteKernelManager": {"slots": args.slots, "queue_size": args.queue_size}}
+    specs = []
+    for items in args.server_config or [[]]:
+        label = "REST"
+        if items and not CONFIG_ITEM.match(items[0]) and not os.path.isfile(items[0]):
+            label, items = items[0], items[1:]
+        elif items:
+            label = "REST " + " ".join(items)
+        specs.append(ServerSpec(label, merge_config(base, parse_config(items))))
+    return specs
+
+
+def report_server(server: JupyterServer) -> None:
+    """After a run: worker status, leftover containers, the server's warnings and errors."""
+    try:
+        print(
+            f"[{server.name}] /braindrill/workers: {json.dumps(server.get('/braindrill/workers'))}"
+        )
+    except (OSError, urllib.error.URLError, ValueError) as e:
+        print(f"[{server.name}] /braindrill/workers failed: {e}")
+    mine = leftover_containers(server.pid)
+    print(f"[{server.name}] labelled containers of this server left now: {len(mine)}")
+    for line in mine:
+        print(f"    {line}")
+    summary = server.log_summary()
+    total = sum(n for n, _ in summary)
+    print(f"[{server.name}] {total} warning/error log lines (log: {server.log_path}), by kind:")
+    for n, line in summary[:20]:
+        print(f"    {n:6d} x {line}")
+
+
+# -- latency -------------------------------------------------------------------------------------
+class HostInterpreter:
+    """The bare interpreter on the host: ``python3 -c 'print("hello")'`` in a subprocess."""
+
+    def __init__(self, python: str):
+        self.label = f"bare interpreter on the host ({python} -c)"
+        self.argv = [python, "-c", HELLO]
+
+    def start(self):
+        pass
+
+    def run(self) -> tuple[str | None, None]:
+        """Run once; returns what went wrong (or None) and the server's timings (none here)."""
+        proc = subprocess.run(self.argv, capture_output=True, text=True, check=False)
+        return (None if proc.stdout == "hello\n" else f"exit {proc.returncode}"), None
+
+    def stop(self):
+        pass
+
+
+class DockerRun:
+    """``docker run --rm -i`` of the server's image per execution, the code on stdin."""
+
+    def __init__(self, image: str):
+        self.label = f"docker run --rm per execution ({image})"
+        self.argv = docker_run_argv(image, ["python3", "-u", "-"])
+
+    def start(self):
+        pass
+
+    def run(self) -> tuple[str | None, None]:
+        proc = subprocess.run(self.argv, input=HELLO, capture_output=True, text=True, check=False)
+        if proc.stdout == "hello\n":
+            return None, None
+        return f"exit {proc.returncode}: {proc.stderr.strip()[:200]}", None
+
+    def stop(self):
+        pass
+
+
+class RestServer:
+    """``POST /lang/python`` of a real Jupyter server, one request at a time."""
+
+    def __init__(self, spec: ServerSpec, log_dir: str, timeout_s: float):
+        self.label = f"{spec.label}: POST /lang/python"
+        self.server = JupyterServer(spec.config, name=spec.label, log_dir=log_dir)
+        self.timeout_s = timeout_s
+
+    def start(self):
+        self.server.start()
+
+    def run(self) -> tuple[str | None, tuple[float, float] | None]:
+        """Returns what went wrong (or None) and the server's (duration_ms, queued_ms)."""
+        req = urllib.request.Request(
+            self.server.url + "/lang/python",
+            data=HELLO.encode(),
+            headers={**self.server.headers, **TEXT},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
+                result = json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return f"HTTP {e.code}", None
+        except OSError as e:
+            return f"{type(e).__name__}: {e}", None
+        if result["status"] != "ok" or result["stdout"] != "hello\n":
+            return f"status {result['status']}", None
+        return None, (result["duration_ms"], result["queued_ms"])
+
+    def stop(self):
+        report_server(self.server)
+        self.server.stop()
+
+
+def measure(target, runs: int, warmup: int):
+    """Time ``runs`` runs of ``target`` (after ``warmup`` untimed ones). Returns the times in ms
+    of the good runs, the server's timings of those runs, and a count of the failures."""
+    for _ in range(warmup):
+        target.run()
+    times, timings, errors = [], [], collections.Counter()
+    for _ in range(runs):
+        start = time.perf_counter()
+        problem, timing = target.run()
+        elapsed = (time.perf_counter() - start) * 1000
+        if problem:
+            errors[problem] += 1
+        else:
+            times.append(elapsed)
+            timings.append(timing)
+    return times, timings, errors
+
+
+def latency(args, specs: list[ServerSpec]) -> None:
+    image = language_image("python")
+    targets = [RestServer(spec, args.log_dir, args.request_timeout) for spec in specs]
+    if not args.no_docker_run:
+        targets.append(DockerRun(image))
+    if not args.no_host:
+        targets.append(HostInterpreter(args.host_python))
+    rows, breakdown = [], []
+    for target in targets:  # one block per target: a server runs only during its own block
+        print(f"latency: {args.runs} runs of {target.label} ...", flush=True)
+        target.start()
+        try:
+            times, timings, errors = measure(target, args.runs, args.warmup)
+        finally:
+            target.stop()
+        s = summarize(times)
+        failed = ", ".join(f"{n}x {what}" for what, n in errors.items()) or "0"
+        rows.append(
+            [target.label, s["n"], failed, s["p50"], s["p90"], s["p99"], s["mean"], s["max"]]
+        )
+        if times and timings[0] is not None:
+            exec_ms = summarize(e for e, _ in timings)
+            other_ms = summarize(o for _, o in timings)
+            http_ms = summarize(t - e - o for t, (e, o) in zip(times, timings, strict=True))
+            breakdown.append(
+                [target.label, exec_ms["p50"], other_ms["p50"], http_ms["p50"], s["p50"]]
+            )
+    print_table(
+        f'print("hello") end to end, ms ({args.runs} runs each, {args.warmup} warm-up)',
+        ["target", "ok", "failed", "p50", "p90", "p99", "mean", "max"],
+        rows,
+        note=f"Machine: {machine_summary()}",
+    )
+    if breakdown:
+        print_table(
+            "Where the time of a REST run goes (p50 of each part, ms)",
+            ["server", "exec (duration_ms)", "engine outside exec (queued_ms)", "HTTP+rest", "e2e"],
+            breakdown,
+            note="exec: payload delivered → program exited. queued_ms: wait for a slot + "
+            "container create/attach/start + remove. HTTP+rest: end to end minus both.",
+        )
+
+
+# -- load ----------------------------------------------------------------------------------------
+@dataclass
+class LoadRun:
+    """What one open-loop run saw."""
+
+    label: str
+    rate_hz: float
+    sent: int = 0
+    outcomes: collections.Counter = field(default_factory=collections.Counter)
+    latencies: list = field(default_factory=list)  # ms, scheduled send → response, HTTP 200 only
+    per_snippet: dict = field(default_factory=lambda: collections.defaultdict(list))
+    engine: list = field(default_factory=list)  # (exec ms, outside-exec ms) per HTTP 200
+    max_in_flight: int = 0
+    max_send_lag_ms: float = 0.0
+    drain_s: float = 0.0
+
+
+async def load_run(server: JupyterServer, run: LoadRun, mix: dict, duration_s: float, args):
+    """Send ``mix`` snippets at ``run.rate_hz`` on schedule for ``duration_s``; wait for all."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    client = AsyncHTTPClient(
+        force_instance=True,
+        max_clients=100_000,  # never queue in the client: this is an open loop
+        defaults={"connect_timeout": 10, "request_timeout": args.request_timeout},
+    )
+    loop = asyncio.get_running_loop()
+    rng = random.Random(args.seed)
+    names = sorted(mix)
+    in_flight = 0
+
+    async def one(name: str, scheduled: float):
+        nonlocal in_flight
+        in_flight += 1
+        run.max_in_flight = max(run.max_in_flight, in_flight)
+        try:
+            response = await client.fetch(
+                server.url + "/lang/python",
+                method="POST",
+                body=mix[name].encode(),
+                headers={**server.headers, **TEXT},
+                raise_error=False,
+            )
+        finally:
+            in_flight -= 1
+        elapsed = (loop.time() - scheduled) * 1000
+        if response.code != 200:
+            reason = f"HTTP {response.code}"
+            if response.code == 599:
+                reason += f" {type(response.error).__name__}: {response.error}"
+            run.outcomes[reason] += 1
+            return
+        result = json.loads(response.body)
+        run.outcomes[result["status"]] += 1
+        run.latencies.append(elapsed)
+        run.per_snippet[name].append((elapsed, result["status"]))
+        run.engine.append((result["duration_ms"], result["queued_ms"]))
+
+    interval = 1 / run.rate_hz
+    start = loop.time()
+    tasks = []
+    while run.sent * interval < duration_s:
+        scheduled = start + run.sent * interval
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        run.max_send_lag_ms = max(run.max_send_lag_ms, (loop.time() - scheduled) * 1000)
+        tasks.append(asyncio.ensure_future(one(rng.choice(names), scheduled)))
+        run.sent += 1
+    sent_at = loop.time()
+    await asyncio.gather(*tasks)
+    run.drain_s = loop.time() - sent_at
+    client.close()
+
+
+def load(args, specs: list[ServerSpec]) -> None:
+    mix = MIXES[args.mix]
+    runs = []
+    for spec in specs:
+        with JupyterServer(spec.config, name=spec.label, log_dir=args.log_dir) as server:
+            for mult in args.rate_multiplier:
+                run = LoadRun(spec.label, mult / SIMULATOR_INTERVAL_S)
+                print(
+                    f"load: {spec.label}, {run.rate_hz:.2f} req/s ({mult:g}x the original rate) "
+                    f"for {args.duration:g} s ...",
+                    flush=True,
+                )
+                asyncio.run(load_run(server, run, mix, args.duration, args))
+                runs.append((mult, run))
+                time.sleep(args.pause)  # let the engine settle between rates
+            report_server(server)
+    rows, snippet_rows, engine_rows = [], [], []
+    for mult, run in runs:
+        s = summarize(run.latencies)
+        http_ok = len(run.latencies)
+        statuses = {k: v for k, v in run.outcomes.items() if not k.startswith("HTTP")}
+        http_errors = {k: v for k, v in run.outcomes.items() if k.startswith("HTTP")}
+        name = f"{run.label} @ {mult:g}x ({run.rate_hz:.2f}/s)"
+        rows.append(
+            [
+                name,
+                run.sent,
+                http_ok,
+                statuses.get("ok", 0),
+                _counts({k: v for k, v in statuses.items() if k != "ok"}),
+                _counts(http_errors),
+                s["mean"],
+                s["p50"],
+                s["p90"],
+                s["p99"],
+                s["max"],
+                run.max_in_flight,
+                run.max_send_lag_ms,
+            ]
+        )
+        for snippet in sorted(run.per_snippet):
+            lat = run.per_snippet[snippet]
+            ss = summarize(t for t, _ in lat)
+            counts = collections.Counter(st for _, st in lat)
+            snippet_rows.append([name, snippet, ss["n"], _counts(counts), ss["p50"], ss["p99"]])
+        e, o = summarize(x for x, _ in run.engine), summarize(y for _, y in run.engine)
+        engine_rows.append([name, e["p50"], e["p99"], o["p50"], o["p99"], run.drain_s])
+    print_table(
+        f"Simulator mix '{args.mix}', open loop, {args.duration:g} s per rate "
+        "(latency in ms over HTTP 200 answers, from the scheduled send time)",
+        [
+            "server @ rate",
+            "sent",
+            "completed (HTTP 200)",
+            "ok",
+            "non-ok statuses",
+            "HTTP errors",
+            "avg",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "max in flight",
+            "max send lag",
+        ],
+        rows,
+        note=f"Machine: {machine_summary()}",
+    )
+    print_table(
+        "Per snippet (ms)",
+        ["server @ rate", "snippet", "n", "statuses", "p50", "p99"],
+        snippet_rows,
+    )
+    print_table(
+        "Where the time goes under load (server-reported, ms)",
+        ["server @ rate", "exec p50", "exec p99", "queued_ms p50", "queued_ms p99", "drain s"],
+        engine_rows,
+        note="exec = duration_ms (payload delivered → program exited); queued_ms = wait for a "
+        "slot + container create/attach/start + remove; drain = time after the last send until "
+        "the last answer.",
+    )
+
+
+def _counts(counter: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())) or "0"
+
+
+# -- command line --------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("benchmark", choices=["latency", "load", "all"])
+    parser.add_argument(
+        "--server-config",
+        action="append",
+        nargs="+",
+        metavar="ITEM",
+        help="one server row: an optional label, then Class.trait=value items and JSON config "
+        "files; repeat for more rows (default: one server with the base config)",
+    )
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=4,
+        help="RemoteKernelManager.slots of every server (default 4: two per core on a 2-core "
+        "machine, as container create/start mostly waits on the engine)",
+    )
+    parser.add_argument(
+        "--queue-size", type=int, default=64, help="RemoteKernelManager.queue_size (default 64)"
+    )
+    parser.add_argument("--runs", type=int, default=100, help="latency: timed runs per target")
+    parser.add_argument("--warmup", type=int, default=3, help="latency: untimed runs first")
+    parser.add_argument("--no-docker-run", action="store_true", help="latency: skip docker run")
+    parser.add_argument("--no-host", action="store_true", help="latency: skip the interpreter")
+    parser.add_argument(
+        "--host-python",
+        default=sys.executable,
+        help="latency: the host interpreter (default: this one, not a pyenv shim)",
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="load: seconds per rate")
+    parser.add_argument(
+        "--rate-multiplier",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="load: multiples of the original rate of one request per 160 ms (e.g. 1 3 10)",
+    )
+    parser.add_argument("--mix", choices=sorted(MIXES), default="heavy", help="load: snippets")
+    parser.add_argument("--seed", type=int, default=1, help="load: seed of the snippet choice")
+    parser.add_argument("--pause", type=float, default=5.0, help="load: seconds between rates")
+    parser.add_argument(
+        "--request-timeout", type=float, default=120.0, help="HTTP timeout per request, seconds"
+    )
+    parser.add_argument("--log-dir", default="", help="server logs (default: a new temp dir)")
+    args = parser.parse_args(argv)
+
+    specs = server_specs(args)
+    args.log_dir = args.log_dir or tempfile.mkdtemp(prefix="braindrill-bench-")
+    print(f"Server logs in {args.log_dir}")
+    print(f"Machine: {machine_summary()}")
+    for spec in specs:
+        print(f"server {spec.label!r}: {json.dumps(spec.config)}")
+    if args.benchmark in ("latency", "all"):
+        latency(args, specs)
+    if args.benchmark in ("load", "all"):
+        load(args, specs)
+    print(f"all labelled containers on this engine now: {len(leftover_containers())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
