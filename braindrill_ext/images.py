@@ -49,6 +49,43 @@ def resolve_image(
     return next((ref for ref in candidates if image_present(client, ref)), None)
 
 
+def copy_image(src_client, dst_client, ref: str, progress=None, log=None) -> None:
+    """Copy image ``ref`` from one Docker Engine to another: ``docker save`` on the source streamed
+    into ``docker load`` on the destination, never held whole in memory. ``progress(text)`` is
+    called as bytes flow (every 16 MiB). Raises ``APIError`` (or a transport error) on failure.
+
+    Called by ``WorkerHost.image_for`` when a host lacks a language's image."""
+    start, sent, step = time.monotonic(), 0, 16 << 20
+    say = progress or (lambda text: None)
+
+    def chunks():
+        nonlocal sent
+        next_report = step
+        for chunk in src_client.api.get_image(ref, chunk_size=1 << 20):
+            sent += len(chunk)
+            if sent >= next_report:
+                next_report += step
+                say(f"{sent >> 20} MiB sent")
+                if log is not None:
+                    log.info("copying %s: %d MiB sent", ref, sent >> 20)
+            yield chunk
+
+    api = dst_client.api
+    # Not api.load_image(): the engine answers only once it has unpacked every layer, which can
+    # take longer than the client's per-call timeout.
+    response = api._post(
+        api._url("/images/load"), data=chunks(), params={"quiet": False}, stream=True, timeout=600
+    )
+    for message in api._stream_helper(response, decode=True):
+        if isinstance(message, dict) and message.get("error"):
+            raise APIError(f"loading {ref} failed: {message['error']}")
+    if not image_present(dst_client, ref):
+        raise APIError(f"loading {ref} finished but the image is not there")
+    say(f"done: {sent >> 20} MiB in {time.monotonic() - start:.1f} s")
+    if log is not None:
+        log.info("copied %s (%d MiB) in %.1f s", ref, sent >> 20, time.monotonic() - start)
+
+
 def build_base(client: docker.DockerClient, say) -> None:
     """Build the shared Debian base image with mmdebstrap and import it into the host."""
     if shutil.which("mmdebstrap") is None:

@@ -125,7 +125,11 @@ class RemoteKernelManager(LoggingConfigurable):
             )
         if url.startswith("ssh://"):
             kwargs["use_ssh_client"] = True  # shell out to `ssh`: ~/.ssh/config, agent, keys
-        return docker.DockerClient(base_url=url, **kwargs)
+        client = docker.DockerClient(base_url=url, **kwargs)
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the host's own CA, and
+        # would apply HTTP(S)_PROXY: neither belongs on a Docker API connection.
+        client.api.trust_env = False
+        return client
 
     def _make_host(self, spec: dict) -> WorkerHost:
         return WorkerHost(

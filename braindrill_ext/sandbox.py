@@ -13,12 +13,13 @@ import asyncio
 import io
 import os
 import shlex
+import socket
 import struct
 import tarfile
 import time
 from importlib.resources import files as package_files
 
-from docker.errors import DockerException, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from docker.types import Ulimit
 from requests.exceptions import RequestException
 
@@ -30,6 +31,7 @@ from .output import STDERR, STDOUT, OutputCollector
 BOOTSTRAP = package_files("braindrill_ext").joinpath("bootstrap.sh").read_text()
 SANDBOX_USER = "65534:65534"  # nobody:nogroup, present in Debian-based and Alpine images
 GRACE_S = 2.0  # the in-container backstop fires this long after the manager's deadline
+GO = b"g"  # after a successful compile step, the bootstrap waits for this byte to run the program
 LABEL = "braindrill"
 
 TRANSPORT_ERRORS = (DockerException, RequestException, OSError)
@@ -71,6 +73,7 @@ class Sandbox:
         self.labels = labels
         self.container_id: str | None = None
         self._sock = None
+        self._refused: str | None = None  # why the run step could not start, after compiling
         self.log = host.log
 
     # -- prime ---------------------------------------------------------------------------------
@@ -82,7 +85,10 @@ class Sandbox:
         elsewhere.
         """
         try:
-            await self.host.call(self._prepare_sync)
+            await self.host.call_watched(self._prepare_sync)
+        except HostUnavailable:
+            await self.destroy()
+            raise
         except TRANSPORT_ERRORS as e:
             await self.destroy()
             raise HostUnavailable(self.host.name, _reason(e)) from e
@@ -90,6 +96,9 @@ class Sandbox:
     def _prepare_sync(self):
         api = self.host.client.api
         lim = self.limits
+        # A compiled language starts under its compile memory limit; _start_run_sync sets the run
+        # limit before the program starts.
+        memory = lim.compile_memory_mib if self.language.compile else lim.memory_mib
         life = int(lim.compile_timeout_s + lim.timeout_s + 2 * GRACE_S) + self.host.idle_life_s
         work = f"rw,exec,nosuid,nodev,size={lim.workdir_mib}m,uid=65534,gid=65534,mode=0700"
         host_config = api.create_host_config(
@@ -99,8 +108,8 @@ class Sandbox:
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=lim.pids,
-            mem_limit=f"{lim.memory_mib}m",
-            memswap_limit=f"{lim.memory_mib}m",
+            mem_limit=f"{memory}m",
+            memswap_limit=f"{memory}m",
             nano_cpus=int(lim.cpus * 1e9),
             ulimits=[
                 Ulimit(name="nofile", soft=lim.nofile, hard=lim.nofile),
@@ -154,7 +163,7 @@ class Sandbox:
         except TRANSPORT_ERRORS as e:
             raise HostUnavailable(self.host.name, f"cannot deliver the code: {_reason(e)}") from e
         started = time.monotonic()
-        reader = asyncio.ensure_future(self.host.call(self._read_sync, collector))
+        reader = asyncio.ensure_future(self.host.call_watched(self._read_sync, collector))
         deadline = lim.timeout_s + (lim.compile_timeout_s if self.language.compile else 0)
         timed_out = lost = False
         message = None
@@ -166,11 +175,16 @@ class Sandbox:
             await asyncio.wait({reader}, timeout=GRACE_S + 3)
         except TRANSPORT_ERRORS as e:
             lost, message = True, f"lost the output stream: {_reason(e)}"
+        except HostUnavailable as e:  # the health loop or another execution saw the host fail
+            lost, message = True, f"worker host failed during the run: {e.reason}"
         duration_ms = (time.monotonic() - started) * 1000
         exit_code = oom = None
         if not lost:
             try:
-                exit_code, oom = await asyncio.wait_for(self.host.call(self._outcome_sync), 10)
+                compile_failed = collector.compile_exit not in (None, 0)
+                exit_code, oom = await asyncio.wait_for(
+                    self.host.call(self._outcome_sync, compile_failed), 10
+                )
             except (asyncio.TimeoutError, *TRANSPORT_ERRORS) as e:
                 lost, message = True, f"worker host stopped answering: {_reason(e)}"
         if lost:
@@ -178,6 +192,9 @@ class Sandbox:
         status = _classify(collector, exit_code, oom, timed_out, lost)
         if status is Status.COMPILE_ERROR:
             exit_code = collector.compile_exit
+            message = _compile_failure(exit_code, oom, lim)
+        elif self._refused and status is not Status.WORKER_LOST:
+            status, message = Status.OOM, self._refused
         return Result(
             language=self.language.name,
             status=status,
@@ -199,7 +216,7 @@ class Sandbox:
         rest is drained and dropped: the engine cannot finish killing a container whose output
         nobody reads."""
         sock = self._sock
-        killing = False
+        killing = run_started = False
         while True:
             header = _read_exactly(sock, 8)
             if header is None:
@@ -213,11 +230,38 @@ class Sandbox:
                 if not collector.feed(stream, chunk) and not killing:
                     killing = True
                     self.host.executor.submit(self._kill_sync)
+                if collector.compile_done and not run_started:
+                    run_started = True
+                    if collector.compile_exit == 0:
+                        self._start_run_sync()
 
-    def _outcome_sync(self) -> tuple[int, bool]:
+    def _start_run_sync(self) -> None:
+        """Runs in the reader thread once the compile step succeeded: set the run memory limit,
+        then give the bootstrap its go-ahead. If the limit cannot be lowered (what the compile step
+        left in /work and /tmp is charged as memory and does not fit), the sandbox is killed."""
+        lim = self.limits
+        if lim.compile_memory_mib != lim.memory_mib:
+            memory = f"{lim.memory_mib}m"
+            try:
+                self.host.client.api.update_container(
+                    self.container_id, mem_limit=memory, memswap_limit=memory
+                )
+            except APIError as e:
+                self._refused = (
+                    f"the run step does not fit in memory_mib={lim.memory_mib}: {_reason(e)}"
+                )
+                self._kill_sync()
+                return
+        _raw(self._sock).sendall(GO)
+
+    def _outcome_sync(self, compile_failed: bool = False) -> tuple[int, bool]:
+        """The container's exit code, and whether the OOM killer struck in it (the compiler may
+        have been its victim even though the container exited 0)."""
         api = self.host.client.api
         exit_code = api.wait(self.container_id, timeout=10)["StatusCode"]
-        oom = exit_code == 137 and api.inspect_container(self.container_id)["State"]["OOMKilled"]
+        oom = False
+        if exit_code == 137 or compile_failed:
+            oom = api.inspect_container(self.container_id)["State"]["OOMKilled"]
         return exit_code, oom
 
     # -- cleanup -------------------------------------------------------------------------------
@@ -242,6 +286,10 @@ class Sandbox:
         if self._sock is not None:
             sock, self._sock = self._sock, None
             _close(sock)
+        execution = self.labels.get(f"{LABEL}.execution", "")
+        if not self.host.healthy:  # don't wait on a dead engine; the reaper removes it on return
+            self.host.abandon(execution)
+            return
         if self.container_id is None:
             return
         cid, self.container_id = self.container_id, None
@@ -250,6 +298,7 @@ class Sandbox:
         except asyncio.CancelledError:
             raise
         except TRANSPORT_ERRORS as e:
+            self.host.abandon(execution)
             self.log.warning("could not remove %s on %s: %s", cid[:12], self.host.name, e)
 
     def _remove_sync(self, cid):
@@ -271,6 +320,14 @@ def _classify(collector, exit_code, oom, timed_out, lost) -> Status:
     if oom:
         return Status.OOM
     return Status.OK if exit_code == 0 else Status.ERROR
+
+
+def _compile_failure(exit_code, oom, limits: Limits) -> str:
+    if oom:
+        return f"the compiler ran out of memory (compile_memory_mib={limits.compile_memory_mib})"
+    if exit_code == 137:  # killed, and not by the OOM killer: the compile step's timeout
+        return f"the compiler hit its time limit (compile_timeout_s={limits.compile_timeout_s:g})"
+    return f"the compile step failed with exit code {exit_code}"
 
 
 def _raw(sock):
@@ -296,6 +353,10 @@ def _read_exactly(sock, n: int) -> bytes | None:
 
 
 def _close(sock):
+    try:  # wakes a thread blocked reading it (close alone does not)
+        _raw(sock).shutdown(socket.SHUT_RDWR)
+    except Exception:
+        pass
     for obj in (getattr(sock, "_response", None), sock, _raw(sock)):
         try:
             if obj is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
+from . import metrics
 from .errors import NoCapacity
 
 
@@ -44,6 +45,7 @@ class Scheduler:
         candidates = [h for h in self.hosts if h.healthy and h.name not in exclude]
         if not candidates:
             errors = "; ".join(f"{h.name}: {h.last_error or 'excluded'}" for h in self.hosts)
+            metrics.REJECTED.labels("no_healthy_host").inc()
             raise NoCapacity(f"no healthy worker host ({errors})", retry_after=5)
 
     async def acquire(self, exclude=()):
@@ -52,8 +54,10 @@ class Scheduler:
         if not self._queue:
             host = self._pick(exclude)
             if host is not None:
+                metrics.slots(self)
                 return host
         if len(self._queue) >= self.queue_size:
+            metrics.REJECTED.labels("queue_full").inc()
             raise NoCapacity(
                 f"all {self.capacity} slots are busy and the queue of {self.queue_size} is full",
                 retry_after=2,
@@ -61,11 +65,13 @@ class Scheduler:
         fut = asyncio.get_running_loop().create_future()
         waiter = (fut, frozenset(exclude))
         self._queue.append(waiter)
+        metrics.slots(self)
         try:
             return await asyncio.wait_for(asyncio.shield(fut), self.queue_timeout_s)
         except asyncio.TimeoutError:
             if fut.done():  # granted at the last moment
                 return fut.result()
+            metrics.REJECTED.labels("queue_timeout").inc()
             raise NoCapacity(
                 f"waited {self.queue_timeout_s:g} s in the queue for a free slot", retry_after=5
             ) from None
@@ -78,10 +84,12 @@ class Scheduler:
                 self._queue.remove(waiter)
             if not fut.done():
                 fut.cancel()
+            metrics.slots(self)
 
     def release(self, host) -> None:
         host.running -= 1
         self.dispatch()
+        metrics.slots(self)
 
     def dispatch(self) -> None:
         """Hand free slots to waiting requests, first come first served. Called when a slot is

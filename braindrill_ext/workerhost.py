@@ -10,10 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 
-from .errors import ImageMissing
-from .images import resolve_image
+from . import metrics
+from .errors import HostUnavailable, ImageMissing
+from .images import copy_image, resolve_image
 from .languages import Language
 from .sandbox import TRANSPORT_ERRORS, Sandbox, _reason
+
+ABANDONED_TTL_S = 3600.0  # forget an abandoned execution after this long
+UNABLE_RETRY_S = 300.0  # try again to get an image this long after failing
 
 
 class WorkerHost:
@@ -32,6 +36,7 @@ class WorkerHost:
         *,
         runtime: str = "",
         images: dict | None = None,
+        ping_timeout_s: float = 3.0,
         log: logging.Logger | None = None,
     ):
         self.name = name
@@ -39,6 +44,7 @@ class WorkerHost:
         self.slots = slots
         self.runtime = runtime
         self.image_overrides = images or {}
+        self.ping_timeout_s = ping_timeout_s
         self.log = log or logging.getLogger("braindrill")
         # One thread per slot reads output; the rest serve API calls (create, kill, remove...).
         self.executor = ThreadPoolExecutor(
@@ -49,55 +55,170 @@ class WorkerHost:
         self.running = 0
         self.completed = 0
         self.idle_life_s = 0  # extra lifetime of a prepared container waiting for its code
+        # Hosts (or the master's own engine) a missing image is copied from; set by the manager.
+        self.image_sources: list[WorkerHost] = []
+        self.unable: dict[str, str] = {}  # language → why this host cannot run it
         self._images: dict[str, str] = {}
+        self._unable_since: dict[str, float] = {}
+        self._obtaining: dict[str, asyncio.Future] = {}
+        self._copying: dict[str, str] = {}  # language → progress, while an image is copied
+        self._failure_waiters: set[asyncio.Future] = set()
+        # Executions whose container could not be removed (the host did not answer): the reaper
+        # removes their containers when the host is back. Execution id → time abandoned.
+        self.abandoned: dict[str, float] = {}
+        metrics.host_health(name, True)
 
     @property
     def free(self) -> int:
         return self.slots - self.running
 
     async def call(self, fn, *args, **kwargs):
+        """Run a blocking Docker SDK call on this host's thread pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def call_watched(self, fn, *args, **kwargs):
+        """Like ``call()``, but raise ``HostUnavailable`` as soon as the host is reported failing
+        (by the health loop or another execution) instead of waiting for the call's own timeout.
+
+        Used by the sandbox for the calls that may block as long as a hung engine lets them:
+        creating and starting a container, and reading its output. The thread is left to finish
+        on its own (closing the sandbox's socket wakes a blocked read)."""
+        work = asyncio.ensure_future(self.call(fn, *args, **kwargs))
+        failed = asyncio.get_running_loop().create_future()
+        self._failure_waiters.add(failed)
+        try:
+            await asyncio.wait({work, failed}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                return work.result()
+            work.add_done_callback(_swallow)
+            raise HostUnavailable(self.name, failed.result())
+        except asyncio.CancelledError:
+            work.add_done_callback(_swallow)
+            raise
+        finally:
+            self._failure_waiters.discard(failed)
+            if not failed.done():
+                failed.cancel()
 
     def sandbox(self, language: Language, image: str, limits, labels: dict) -> Sandbox:
         return Sandbox(self, language, image, limits, labels)
 
+    # -- images ----------------------------------------------------------------------------------
     async def image_for(self, language: Language) -> str:
-        """The image this host runs ``language`` with; raises ``ImageMissing`` if it has none."""
+        """The image this host runs ``language`` with.
+
+        When the host lacks it, it is copied (``docker save`` → ``load``) from the first image
+        source that has it; concurrent requests share one copy. Raises ``ImageMissing`` (and
+        remembers the reason in ``unable``) when no source has it or the copy fails, and
+        ``HostUnavailable`` when the host does not answer.
+        """
         image = self._images.get(language.name)
-        if image is None:
-            override = self.image_overrides.get(language.name, "")
+        if image is not None:
+            return image
+        if language.name in self.unable:
+            if time.monotonic() - self._unable_since.get(language.name, 0) < UNABLE_RETRY_S:
+                raise ImageMissing(self.name, self.unable[language.name])
+            del self.unable[language.name]
+        fut = self._obtaining.get(language.name)
+        if fut is None:
+            fut = asyncio.ensure_future(self._obtain(language))
+            self._obtaining[language.name] = fut
+            fut.add_done_callback(lambda _: self._obtaining.pop(language.name, None))
+        return await asyncio.shield(fut)
+
+    async def _obtain(self, language: Language) -> str:
+        override = self.image_overrides.get(language.name, "")
+        try:
             image = await self.call(resolve_image, self.client, language, override)
-            if image is None:
-                wanted = override or f"{language.image} or {language.built_image}"
-                raise ImageMissing(
-                    self.name,
-                    f"no image for {language.name} ({wanted}); run `braindrill-images prepare`",
-                )
-            self._images[language.name] = image
+        except TRANSPORT_ERRORS as e:
+            raise HostUnavailable(self.name, f"cannot list images: {_reason(e)}") from e
+        if image is None:
+            image = await self._copy_from_sources(language, override)
+        self._images[language.name] = image
         return image
+
+    async def _copy_from_sources(self, language: Language, override: str) -> str:
+        wanted = override or f"{language.image} or {language.built_image}"
+        problems = []
+        for source in self.image_sources:
+            if not source.healthy:
+                continue
+            try:
+                ref = await source.call(resolve_image, source.client, language, override)
+            except TRANSPORT_ERRORS as e:
+                problems.append(f"{source.name}: {_reason(e)}")
+                continue
+            if ref is None:
+                problems.append(f"{source.name}: has none")
+                continue
+            self.log.info("copying %s from %s to worker host %s", ref, source.name, self.name)
+            self._copying[language.name] = f"{ref} from {source.name}: starting"
+
+            def progress(text, lang=language.name, ref=ref, src=source.name):
+                self._copying[lang] = f"{ref} from {src}: {text}"
+
+            try:
+                await self.call(copy_image, source.client, self.client, ref, progress, self.log)
+            except TRANSPORT_ERRORS as e:
+                problems.append(f"copy from {source.name} failed: {_reason(e)}")
+                if not await self.ping():
+                    raise HostUnavailable(self.name, f"lost while copying {ref}") from e
+                continue
+            finally:
+                self._copying.pop(language.name, None)
+            return ref
+        reason = (
+            f"no image for {language.name} ({wanted}) on this host, and none could be copied "
+            f"({'; '.join(problems) or 'no image source'}); run `braindrill-images prepare`"
+        )
+        self.unable[language.name] = reason
+        self._unable_since[language.name] = time.monotonic()
+        self.log.warning("worker host %s cannot run %s: %s", self.name, language.name, reason)
+        raise ImageMissing(self.name, reason)
+
+    # -- health ----------------------------------------------------------------------------------
+    def _ping_sync(self):
+        api = self.client.api
+        # Not api.ping(): its timeout is the client's, far too long for a health check.
+        return api._result(api._get(api._url("/_ping"), timeout=self.ping_timeout_s))
 
     async def ping(self) -> bool:
         """Check the engine answers; update the health state. Called by the health loop."""
         try:
-            await asyncio.wait_for(self.call(self.client.ping), 5)
+            await asyncio.wait_for(self.call(self._ping_sync), self.ping_timeout_s + 1)
         except (asyncio.TimeoutError, *TRANSPORT_ERRORS) as e:
             self.report_failure(f"ping failed: {_reason(e) if str(e) else 'timed out'}")
             return False
         if not self.healthy:
             self.log.info("worker host %s is healthy again", self.name)
             self._images.clear()
+            self.unable.clear()
         self.healthy = True
+        metrics.host_health(self.name, True)
         return True
 
     def report_failure(self, reason: str) -> None:
-        """Take the host out of scheduling until a ping succeeds. Called on transport errors."""
+        """Take the host out of scheduling until a ping succeeds, and wake every call waiting in
+        ``call_watched``. Called on transport errors, from the event loop."""
         if self.healthy:
             self.log.warning("worker host %s is unhealthy: %s", self.name, reason)
         self.healthy = False
         self.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {reason}"
+        metrics.host_health(self.name, False)
+        for fut in list(self._failure_waiters):
+            if not fut.done():
+                fut.set_result(reason)
+
+    def abandon(self, execution_id: str) -> None:
+        """Remember that the container of ``execution_id`` could not be removed here; the reaper
+        removes it when the host answers again. Called by the sandbox."""
+        now = time.time()
+        self.abandoned = {k: t for k, t in self.abandoned.items() if now - t < ABANDONED_TTL_S}
+        self.abandoned[execution_id] = now
 
     def status(self) -> dict:
+        """What GET /braindrill/workers shows of this host."""
         return {
             "name": self.name,
             "healthy": self.healthy,
@@ -105,8 +226,18 @@ class WorkerHost:
             "running": self.running,
             "completed": self.completed,
             "last_error": self.last_error,
+            "images": dict(self._images),
+            "copying": dict(self._copying),
+            "unable": dict(self.unable),
+            "runtime": self.runtime or None,
         }
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+
+def _swallow(fut: asyncio.Future) -> None:
+    """Retrieve the outcome of a call nobody waits for any more (no 'never retrieved' noise)."""
+    if not fut.cancelled():
+        fut.exception()

@@ -1,0 +1,347 @@
+"""Extra Docker Engines for the worker-host tests: real ``dockerd`` processes, one per worker host.
+
+``worker_daemons`` (session fixture) starts three engines, each with its own data root, exec root,
+pid file and unix socket, and a ``tcp://127.0.0.N:2376`` listener with mutual TLS (a CA, a server
+certificate for 127.0.0.N and a client certificate, made here with ``cryptography``). They use no
+bridge and no iptables (sandboxes have no network) and the overlay2 storage driver (vfs if overlay2
+does not start). They start empty: the engine copies the images a test needs from the master's
+engine. At the end every daemon is stopped, its mounts undone and its directories removed.
+
+Import the fixtures into a test module with ``from hosts import worker_daemons  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+TLS_PORT = 2376
+
+
+# -- certificates ----------------------------------------------------------------------------------
+def _key():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write(path: Path, key=None, cert=None) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    if key is not None:
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        path.chmod(0o600)
+    if cert is not None:
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _cert(subject, key, issuer, issuer_key, *, ca=False, server_ips=(), client=False):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), True
+        )
+    if server_ips:
+        sans = [x509.DNSName("localhost")] + [
+            x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips
+        ]
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+    if client:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def make_certificates(directory: Path, server_ips) -> dict:
+    """A CA, one server certificate valid for every IP in ``server_ips``, a client certificate,
+    and a client certificate from another CA (``rogue``). Returns the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = _key()
+    ca = _cert("braindrill test CA", ca_key, None, None, ca=True)
+    _write(directory / "ca.pem", cert=ca)
+    server_key = _key()
+    server = _cert("braindrill worker", server_key, ca.subject, ca_key, server_ips=server_ips)
+    _write(directory / "server-key.pem", key=server_key)
+    _write(directory / "server-cert.pem", cert=server)
+    client_key = _key()
+    client = _cert("braindrill master", client_key, ca.subject, ca_key, client=True)
+    _write(directory / "key.pem", key=client_key)
+    _write(directory / "cert.pem", cert=client)
+    rogue_ca_key = _key()
+    rogue_ca = _cert("rogue CA", rogue_ca_key, None, None, ca=True)
+    rogue_key = _key()
+    rogue = _cert("rogue", rogue_key, rogue_ca.subject, rogue_ca_key, client=True)
+    _write(directory / "rogue-key.pem", key=rogue_key)
+    _write(directory / "rogue-cert.pem", cert=rogue)
+    return {
+        "ca": str(directory / "ca.pem"),
+        "cert": str(directory / "cert.pem"),
+        "key": str(directory / "key.pem"),
+        "rogue_cert": str(directory / "rogue-cert.pem"),
+        "rogue_key": str(directory / "rogue-key.pem"),
+    }
+
+
+# -- daemons ---------------------------------------------------------------------------------------
+class Daemon:
+    """One extra ``dockerd`` with its own roots, a unix socket and a mutual-TLS TCP listener."""
+
+    def __init__(self, name: str, root: Path, ip: str, certs: dict, storage: str):
+        self.name, self.root, self.ip, self.certs, self.storage = name, root, ip, certs, storage
+        self.sock = root / "docker.sock"
+        self.proc: subprocess.Popen | None = None
+        self.frozen = False
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.sock}"
+
+    @property
+    def tcp_url(self) -> str:
+        return f"tcp://{self.ip}:{TLS_PORT}"
+
+    def spec(self, slots: int = 2, tls: bool = True, **extra) -> dict:
+        """This daemon as an entry of ``RemoteKernelManager.hosts``."""
+        if tls:
+            tls_paths = {k: self.certs[k] for k in ("ca", "cert", "key")}
+            return {
+                "name": self.name,
+                "url": self.tcp_url,
+                "tls": tls_paths,
+                "slots": slots,
+                **extra,
+            }
+        return {"name": self.name, "url": self.unix_url, "slots": slots, **extra}
+
+    def client(self, timeout: int = 30) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.unix_url, timeout=timeout, version="1.41")
+
+    def start(self, timeout: float = 60) -> None:
+        config = self.root / "daemon.json"  # empty: ignore the machine's /etc/docker/daemon.json
+        config.write_text(json.dumps({}))
+        cmd = [
+            DOCKERD,
+            f"--config-file={config}",
+            f"--data-root={self.root / 'data'}",
+            f"--exec-root={self.root / 'exec'}",
+            f"--pidfile={self.root / 'dockerd.pid'}",
+            f"--host={self.unix_url}",
+            f"--host={self.tcp_url}",
+            "--tlsverify",
+            f"--tlscacert={self.certs['ca']}",
+            f"--tlscert={self.certs['server_cert']}",
+            f"--tlskey={self.certs['server_key']}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+            f"--storage-driver={self.storage}",
+            "--shutdown-timeout=2",
+            "--log-level=warn",
+        ]
+        log = open(self.root / "dockerd.log", "ab")  # the child keeps its own copy
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = (self.root / "dockerd.log").read_text()[-2000:]
+                raise RuntimeError(f"dockerd {self.name} exited: {tail}")
+            client = self.client(timeout=2)
+            try:
+                client.ping()
+                return
+            except Exception:  # not up yet
+                time.sleep(0.2)
+            finally:
+                client.close()
+        raise RuntimeError(f"dockerd {self.name} did not answer within {timeout} s")
+
+    def freeze(self) -> None:
+        """SIGSTOP the engine: it stops answering, its connections stay open (a hung host)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.frozen = False
+
+    def stop(self) -> None:
+        """Stop dockerd (and so its containers and its containerd), undo mounts, remove files."""
+        if self.proc is not None:
+            if self.frozen:
+                self.thaw()
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        containerd_pid = self.root / "exec" / "containerd" / "containerd.pid"
+        if containerd_pid.exists():
+            try:
+                os.kill(int(containerd_pid.read_text().strip()), signal.SIGKILL)
+            except (ValueError, ProcessLookupError):
+                pass
+        _unmount_under(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _unmount_under(root: Path) -> None:
+    prefix = str(root.resolve())
+    with open("/proc/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def _storage_driver(probe_root: Path) -> str:
+    """overlay2 if a throwaway dockerd starts with it here, else vfs."""
+    return "overlay2" if _overlay_works(probe_root) else "vfs"
+
+
+def _overlay_works(root: Path) -> bool:
+    lower, upper, work, merged = (root / d for d in ("l", "u", "w", "m"))
+    for d in (lower, upper, work, merged):
+        d.mkdir(parents=True, exist_ok=True)
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    ok = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True
+    )
+    if ok.returncode == 0:
+        subprocess.run(["umount", str(merged)], check=False)
+    shutil.rmtree(root, ignore_errors=True)
+    return ok.returncode == 0
+
+
+class WorkerDaemons:
+    """The session's extra engines, their certificates and helpers to build config."""
+
+    def __init__(self, daemons: list[Daemon], certs: dict):
+        self.daemons = daemons
+        self.certs = certs
+
+    def __iter__(self):
+        return iter(self.daemons)
+
+    def __getitem__(self, i) -> Daemon:
+        return self.daemons[i]
+
+    def specs(self, slots: int = 2, tls: bool = True) -> list[dict]:
+        return [d.spec(slots, tls) for d in self.daemons]
+
+    def labelled_containers(self) -> dict[str, list[str]]:
+        """Braindrill containers on every daemon: {daemon name: [short ids]}."""
+        found = {}
+        for d in self.daemons:
+            client = d.client()
+            try:
+                containers = client.containers.list(all=True, filters={"label": "braindrill.owner"})
+            finally:
+                client.close()
+            found[d.name] = [c.short_id for c in containers]
+        return found
+
+
+def _can_run_daemons() -> str | None:
+    if os.geteuid() != 0:
+        return "extra dockerd instances need root"
+    if not os.path.exists(DOCKERD):
+        return "dockerd is not installed"
+    for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+        with socket.socket() as s:
+            if s.connect_ex((ip, TLS_PORT)) == 0:
+                return f"{ip}:{TLS_PORT} is already in use"
+    return None
+
+
+_shared: dict = {"users": 0, "daemons": None, "stop": None}
+
+
+@pytest.fixture(scope="session")
+def worker_daemons():
+    """Three extra Docker Engines for the session (see the module docstring).
+
+    Several test modules import this fixture, so pytest may hold it more than once: the engines
+    are started by the first user and stopped after the last one."""
+    if _shared["daemons"] is None:
+        problem = _can_run_daemons()
+        if problem:
+            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+                pytest.fail(f"CI=true and extra Docker Engines are required: {problem}")
+            pytest.skip(problem)
+        _shared["daemons"], _shared["stop"] = _start_daemons()
+    _shared["users"] += 1
+    try:
+        yield _shared["daemons"]
+    finally:
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            stop, _shared["daemons"], _shared["stop"] = _shared["stop"], None, None
+            stop()
+
+
+def _start_daemons():
+    base = Path(tempfile.mkdtemp(prefix="bd-hosts-"))
+    ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    certs = make_certificates(base / "certs", ips)
+    certs["server_cert"] = str(base / "certs" / "server-cert.pem")
+    certs["server_key"] = str(base / "certs" / "server-key.pem")
+    storage = _storage_driver(base / "probe")
+    daemons = []
+
+    def stop():
+        for daemon in daemons:
+            daemon.stop()
+        _unmount_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+    try:
+        for i, ip in enumerate(ips, 1):
+            root = base / f"w{i}"
+            root.mkdir()
+            daemon = Daemon(f"w{i}", root, ip, certs, storage)
+            daemons.append(daemon)
+            daemon.start()
+    except BaseException:
+        stop()
+        raise
+    return WorkerDaemons(daemons, certs), stop

@@ -1,0 +1,183 @@
+"""Several worker hosts (real extra Docker Engines over mutual TLS): load spreads over every host,
+a host that hangs mid-load loses no request and is used again when it returns, missing images are
+copied from the master's engine, and /braindrill/workers and /metrics show it all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from tests.hosts import worker_daemons  # noqa: F401 - the session fixture
+
+pytestmark = pytest.mark.docker
+
+SLOW = "import time, socket; time.sleep({s}); print('done', socket.gethostname())"
+
+
+@pytest.fixture
+def braindrill_config(worker_daemons):  # noqa: F811
+    return {
+        "RemoteKernelManager": {
+            "hosts": worker_daemons.specs(slots=2),
+            "health_interval_s": 0.5,
+            "ping_timeout_s": 1.5,
+            "docker_timeout_s": 15,
+            "queue_size": 100,
+            "queue_timeout_s": 180,
+        }
+    }
+
+
+async def post(jp_fetch, code, **fields):
+    body = json.dumps({"code": code, **fields})
+    response = await jp_fetch(
+        "lang",
+        "python",
+        method="POST",
+        body=body,
+        headers={"Content-Type": "application/json"},
+        request_timeout=300,
+        connect_timeout=300,
+    )
+    assert response.code == 200
+    return json.loads(response.body)
+
+
+async def workers(jp_fetch) -> dict:
+    response = await jp_fetch("braindrill", "workers")
+    return {w["name"]: w for w in json.loads(response.body)["workers"]}
+
+
+async def wait_for(predicate, timeout=60.0, every=0.2):
+    """Poll an async predicate until it is true; fail (instead of hanging) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+        await asyncio.sleep(every)
+
+
+async def test_load_spreads_over_every_host(jp_fetch, worker_daemons):  # noqa: F811
+    codes = [SLOW.format(s=0.3) for _ in range(30)]
+    results = await asyncio.gather(*(post(jp_fetch, c) for c in codes))
+    assert [r["status"] for r in results] == ["ok"] * 30, results
+    used = {r["worker"] for r in results}
+    assert used == {"w1", "w2", "w3"}
+    status = await workers(jp_fetch)
+    assert sum(w["completed"] for w in status.values()) >= 30
+    for name, w in status.items():
+        assert w["healthy"] and w["slots"] == 2 and w["running"] == 0, w
+        assert w["completed"] >= 1, name
+        # The daemons started empty: the image was copied from the master's engine.
+        assert w["images"]["python"], w
+        assert w["unable"] == {}
+    await wait_for(lambda: _no_containers(worker_daemons))
+
+
+async def test_metrics(jp_fetch):
+    await post(jp_fetch, "print('metrics')")
+    await post(jp_fetch, "raise SystemExit(3)")
+    text = (await jp_fetch("metrics")).body.decode()
+    assert 'braindrill_executions_total{language="python",status="ok"}' in text
+    assert 'braindrill_executions_total{language="python",status="error"}' in text
+    assert 'braindrill_execution_seconds_count{language="python"}' in text
+    assert "braindrill_queue_depth" in text
+    for name in ("w1", "w2", "w3"):
+        assert f'braindrill_host_healthy{{host="{name}"}} 1.0' in text
+
+
+async def test_a_hung_host_loses_no_request_and_comes_back(jp_fetch, worker_daemons):  # noqa: F811
+    victim = worker_daemons[1]
+    # Warm every host up (images copied), so the load below is only about the failure.
+    await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.1)) for _ in range(6)))
+    load = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=1.5))) for _ in range(30)]
+
+    async def victim_busy():
+        return (await workers(jp_fetch))[victim.name]["running"] > 0
+
+    await wait_for(victim_busy)
+    victim.freeze()
+    try:
+
+        async def out_of_scheduling():
+            return not (await workers(jp_fetch))[victim.name]["healthy"]
+
+        await wait_for(out_of_scheduling, timeout=30)
+        results = await asyncio.wait_for(asyncio.gather(*load), timeout=240)
+    finally:
+        victim.thaw()
+    statuses = [r["status"] for r in results]
+    # Every request got an answer: its output, or worker_lost for those that ran on the victim.
+    assert set(statuses) <= {"ok", "worker_lost"}, statuses
+    for r in results:
+        if r["status"] == "worker_lost":
+            assert r["worker"] == victim.name and r["message"], r
+        else:
+            assert r["stdout"].startswith("done"), r
+    assert statuses.count("ok") >= 30 - 2  # at most the victim's two running slots were lost
+    others = [r for r in results if r["worker"] != victim.name]
+    assert others and all(r["status"] == "ok" for r in others)
+    status = await workers(jp_fetch)
+    assert status[victim.name]["last_error"]
+
+    # The host answers again: back in scheduling, used again, and the containers of the
+    # executions lost on it are removed.
+    async def back():
+        return (await workers(jp_fetch))[victim.name]["healthy"]
+
+    await wait_for(back, timeout=60)
+    again = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.2)) for _ in range(12)))
+    assert all(r["status"] == "ok" for r in again)
+    assert victim.name in {r["worker"] for r in again}
+    await wait_for(lambda: _no_containers(worker_daemons), timeout=60)
+
+
+async def test_worker_lost_is_prompt_and_container_removed_on_return(
+    jp_fetch,
+    worker_daemons,  # noqa: F811
+):
+    victim = worker_daemons[0]
+    # Fill every slot with a long run so that one of them is surely on the victim.
+    runs = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=5))) for _ in range(6)]
+
+    async def victim_running():
+        return (await workers(jp_fetch))[victim.name]["running"] == 2
+
+    await wait_for(victim_running)
+    await asyncio.sleep(1)  # the code is running now
+    victim.freeze()
+    try:
+        # Never a hang: every request returns (the deadline is 10 s; this bound is generous).
+        results = await asyncio.wait_for(asyncio.gather(*runs), timeout=60)
+        lost = [r for r in results if r["worker"] == victim.name]
+        assert len(lost) == 2
+        assert all(r["status"] == "worker_lost" for r in lost), lost
+        assert all(r["status"] == "ok" for r in results if r["worker"] != victim.name)
+    finally:
+        victim.thaw()
+
+    async def containers_gone_from_victim():
+        return not worker_daemons.labelled_containers()[victim.name]
+
+    await wait_for(containers_gone_from_victim, timeout=60)
+
+
+async def test_host_without_a_way_to_get_the_image_is_unable(jp_fetch, jp_serverapp):
+    manager = jp_serverapp.web_app.settings["braindrill_manager"]
+    manager.workers[2].image_overrides["python"] = "braindrill/nonexistent:1"
+    manager.workers[2]._images.pop("python", None)
+    results = await asyncio.gather(*(post(jp_fetch, "print(1)") for _ in range(8)))
+    assert all(r["status"] == "ok" and r["worker"] != "w3" for r in results), results
+    status = await workers(jp_fetch)
+    reason = status["w3"]["unable"]["python"]
+    assert "braindrill/nonexistent:1" in reason and "master" in reason
+    assert status["w3"]["healthy"]  # a missing image is not a host failure
+
+
+async def _no_containers(daemons) -> bool:
+    return not any(daemons.labelled_containers().values())
