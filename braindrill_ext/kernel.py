@@ -110,7 +110,6 @@ class BraindrillKernel:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Bind the sockets and start serving them. Called on the kernel's loop."""
-        await self.manager.ensure_started()
         try:
             for name, kind in CHANNELS.items():
                 sock = self.kernel_loop.context.socket(kind)
@@ -119,6 +118,11 @@ class BraindrillKernel:
                     sock.router_handover = 1
                 self.sockets[name] = sock
                 await self._bind(sock, name)
+        except BaseException:
+            self._close_sockets()
+            raise
+        try:
+            await self.manager.ensure_started()
         except BaseException:
             self._close_sockets()
             raise
@@ -154,7 +158,8 @@ class BraindrillKernel:
     def interrupt(self) -> None:
         """Cancel the running cell: its container is killed and removed, its reply says so.
         Called for ``interrupt_request`` and by the provisioner's ``send_signal(SIGINT)``."""
-        if self._cell is not None and not self._cell.done():
+        # Cancel once: a second cancel would cut short the removal of the container.
+        if self._cell is not None and not self._cell.done() and not self._interrupted:
             self._interrupted = True
             self._cell.cancel()
 
@@ -220,38 +225,41 @@ class BraindrillKernel:
         while True:
             ident, msg = await self._recv(sock)
             if msg is not None:
-                failed = await self._dispatch(sock, ident, msg)
-                if sequential and failed:
-                    await self._abort_queued(sock)
+                queued = await self._dispatch(sock, ident, msg)
+                for ident, msg in queued if sequential else ():
+                    abort = msg["header"]["msg_type"] == "execute_request"
+                    await self._dispatch(sock, ident, msg, abort=abort)
 
-    async def _dispatch(self, sock, ident, msg, abort: bool = False) -> bool:
-        """Handle one request between busy and idle statuses. Returns True for a failed cell
-        whose request asked to stop on error."""
+    async def _dispatch(self, sock, ident, msg, abort: bool = False) -> list:
+        """Handle one request between busy and idle statuses. Returns the requests a failed cell
+        took off the queue, to be aborted."""
         msg_type = msg["header"]["msg_type"]
         handler = getattr(self, "_on_" + msg_type, None)
         if handler is None:
             self.log.debug("kernel %s: unknown message type %s", self.kernel_id, msg_type)
-            return False
+            return []
         self._publish("status", {"execution_state": "busy"}, msg)
         try:
             if abort:
                 self._reply(sock, ident, msg, {"status": "aborted"}, metadata={"status": "aborted"})
-                return False
-            return bool(await handler(sock, ident, msg))
+                return []
+            return await handler(sock, ident, msg) or []
         except Exception:
             self.log.exception("kernel %s failed to handle %s", self.kernel_id, msg_type)
-            return False
+            return []
         finally:
             self._publish("status", {"execution_state": "idle"}, msg)
 
-    async def _abort_queued(self, sock) -> None:
-        """After a failed cell: abort the execute requests already waiting, as ipykernel does
-        (``stop_on_error``); other requests are served as usual."""
+    async def _take_queued(self, sock) -> list:
+        """The requests waiting on ``sock``. Called when a cell failed, before its reply: they
+        were sent before the client knew, so their execute requests are aborted, as ipykernel
+        does (``stop_on_error``); other requests are served as usual."""
+        queued = []
         while not sock.closed and await sock.poll(0):
             ident, msg = await self._recv(sock)
             if msg is not None:
-                abort = msg["header"]["msg_type"] == "execute_request"
-                await self._dispatch(sock, ident, msg, abort=abort)
+                queued.append((ident, msg))
+        return queued
 
     async def _heartbeat(self) -> None:
         sock = self.sockets["hb"]
@@ -274,11 +282,11 @@ class BraindrillKernel:
         }
         self._reply(sock, ident, msg, content)
 
-    async def _on_execute_request(self, sock, ident, msg) -> bool:
+    async def _on_execute_request(self, sock, ident, msg) -> list:
         content = msg["content"]
         code = content.get("code", "")
         silent = content.get("silent", False)
-        if content.get("store_history", not silent):
+        if content.get("store_history", True) and not silent:  # silent forces no history
             self.execution_count += 1
         count = self.execution_count
         if not silent:
@@ -290,8 +298,11 @@ class BraindrillKernel:
         reply = {**reply, "execution_count": count}
         if reply["status"] == "ok":
             reply.update(payload=[], user_expressions={})
+        queued = []
+        if reply["status"] == "error" and content.get("stop_on_error", True):
+            queued = await self._take_queued(sock)
         self._reply(sock, ident, msg, reply, metadata={"status": reply["status"]})
-        return reply["status"] == "error" and content.get("stop_on_error", True)
+        return queued
 
     async def _run_cell(self, code: str, msg, silent: bool) -> dict:
         """Run one cell in a fresh container; returns the reply's status fields."""
