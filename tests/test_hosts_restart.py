@@ -1,0 +1,144 @@
+"""A Jupyter server killed with SIGKILL mid-execution, then started again, leaves no labelled
+container on any worker host: the new server's reaper removes what the dead one left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.hosts import worker_daemons  # noqa: F401 - the session fixture
+
+pytestmark = pytest.mark.docker
+TOKEN = "restart-test-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(port, path, body=None, timeout=10):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{path}",
+        data=body.encode() if body is not None else None,
+        headers={"Authorization": f"token {TOKEN}"},
+        method="POST" if body is not None else "GET",
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class Server:
+    """``jupyter server`` in a subprocess, configured with the worker hosts."""
+
+    def __init__(self, tmp_path, hosts):
+        self.port = _free_port()
+        config = tmp_path / "jupyter_server_config.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "ServerApp": {"jpserver_extensions": {"braindrill_ext": True}},
+                    "IdentityProvider": {"token": TOKEN},
+                    "RemoteKernelManager": {"hosts": hosts, "health_interval_s": 1},
+                }
+            )
+        )
+        self.log = open(tmp_path / f"server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                f"--config={config}",
+                f"--port={self.port}",
+                "--ip=127.0.0.1",
+                "--no-browser",
+                "--allow-root",
+                f"--ServerApp.root_dir={tmp_path}",
+            ],
+            stdout=self.log,
+            stderr=self.log,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 90
+        while True:
+            assert self.proc.poll() is None, "jupyter server exited at start-up"
+            try:
+                _request(self.port, "braindrill/workers", timeout=5)
+                return
+            except (OSError, urllib.error.URLError):
+                assert time.monotonic() < deadline, "jupyter server did not start in 90 s"
+                time.sleep(0.5)
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        self.proc.wait(60)
+        self.log.close()
+
+
+def _poll(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.3)
+
+
+def test_sigkilled_server_leaves_no_container(tmp_path, worker_daemons):  # noqa: F811
+    hosts = worker_daemons.specs(slots=1)
+    first = Server(tmp_path, hosts)
+    try:
+        answers = []
+
+        def long_run():
+            body = "import time; print('started', flush=True); time.sleep(60)"
+            try:
+                answers.append(_request(first.port, "lang/python", body, timeout=120))
+            except (OSError, urllib.error.URLError) as e:
+                answers.append(e)
+
+        threads = [threading.Thread(target=long_run) for _ in range(3)]
+        for t in threads:
+            t.start()
+
+        def running_everywhere():
+            found = worker_daemons.labelled_containers()
+            return all(found.values()) and found
+
+        # One long execution on each host (one slot each), then the server dies.
+        orphans = _poll(running_everywhere, 120, "a container on every host")
+        time.sleep(1)
+    finally:
+        first.kill()
+    for t in threads:
+        t.join(30)
+    assert all(isinstance(a, Exception) for a in answers), answers  # no answer from the dead
+    assert worker_daemons.labelled_containers() == orphans  # left behind by the crash
+
+    second = Server(tmp_path, hosts)
+    try:
+        _poll(
+            lambda: not any(worker_daemons.labelled_containers().values()),
+            30,
+            "the restarted server reaped every leftover container",
+        )
+        # And it works.
+        result = _request(second.port, "lang/python", "print('after restart')", timeout=120)
+        assert result["status"] == "ok" and result["stdout"] == "after restart\n"
+    finally:
+        second.kill(signal.SIGTERM)
+    assert not any(worker_daemons.labelled_containers().values())
