@@ -1,0 +1,134 @@
+"""Scheduler unit tests with fake hosts (the real-engine proofs are in test_hosts*.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+
+from braindrill_ext.errors import NoCapacity
+from braindrill_ext.scheduler import Scheduler
+
+
+@dataclass
+class FakeHost:
+    name: str
+    slots: int
+    running: int = 0
+    healthy: bool = True
+    last_error: str | None = None
+
+
+def hosts(*slots):
+    return [FakeHost(f"h{i}", n) for i, n in enumerate(slots)]
+
+
+async def test_most_free_slots_first():
+    a, b = hosts(2, 4)
+    s = Scheduler([a, b], queue_size=4, queue_timeout_s=1)
+    picked = [(await s.acquire()).name for _ in range(4)]
+    # b has the most free slots until both have 2 free... then round-robin between them.
+    assert picked[:2] == ["h1", "h1"]
+    assert sorted(picked[2:]) == ["h0", "h1"]
+    assert a.running + b.running == 4
+
+
+async def test_ties_spread_round_robin():
+    three = hosts(2, 2, 2)
+    s = Scheduler(three, queue_size=4, queue_timeout_s=1)
+    first = [(await s.acquire()).name for _ in range(3)]
+    assert sorted(first) == ["h0", "h1", "h2"]
+    for h in three:
+        s.release(h)
+    again = [(await s.acquire()).name for _ in range(3)]
+    assert sorted(again) == ["h0", "h1", "h2"]
+
+
+async def test_unhealthy_and_excluded_hosts_are_skipped():
+    a, b, c = hosts(2, 2, 2)
+    b.healthy = False
+    s = Scheduler([a, b, c], queue_size=4, queue_timeout_s=1)
+    got = {(await s.acquire(exclude={"h0"})).name for _ in range(2)}
+    assert got == {"h2"}
+    assert b.running == 0 and a.running == 0
+
+
+async def test_no_healthy_host_is_no_capacity_at_once():
+    a, b = hosts(1, 1)
+    a.healthy = b.healthy = False
+    a.last_error = "ping failed"
+    s = Scheduler([a, b], queue_size=4, queue_timeout_s=10)
+    with pytest.raises(NoCapacity, match="no healthy worker host") as e:
+        await s.acquire()
+    assert "ping failed" in str(e.value) and e.value.retry_after > 0
+
+
+async def test_fifo_queue_when_busy():
+    (a,) = hosts(1)
+    s = Scheduler([a], queue_size=3, queue_timeout_s=5)
+    await s.acquire()
+    order = []
+
+    async def wait(i):
+        host = await s.acquire()
+        order.append(i)
+        await asyncio.sleep(0)
+        s.release(host)
+
+    waiters = [asyncio.ensure_future(wait(i)) for i in range(3)]
+    await asyncio.sleep(0.01)
+    assert s.queued == 3
+    s.release(a)
+    await asyncio.gather(*waiters)
+    assert order == [0, 1, 2]
+    assert a.running == 0 and s.queued == 0
+
+
+async def test_full_queue_is_refused():
+    (a,) = hosts(1)
+    s = Scheduler([a], queue_size=1, queue_timeout_s=5)
+    await s.acquire()
+    waiting = asyncio.ensure_future(s.acquire())
+    await asyncio.sleep(0.01)
+    with pytest.raises(NoCapacity, match="queue of 1 is full") as e:
+        await s.acquire()
+    assert e.value.retry_after >= 1
+    s.release(a)
+    assert (await waiting) is a
+
+
+async def test_wait_past_the_limit_is_refused():
+    (a,) = hosts(1)
+    s = Scheduler([a], queue_size=2, queue_timeout_s=0.05)
+    await s.acquire()
+    with pytest.raises(NoCapacity, match="waited"):
+        await s.acquire()
+    assert s.queued == 0
+
+
+async def test_cancelled_waiter_leaves_the_queue_and_keeps_no_slot():
+    (a,) = hosts(1)
+    s = Scheduler([a], queue_size=2, queue_timeout_s=5)
+    await s.acquire()
+    waiting = asyncio.ensure_future(s.acquire())
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert s.queued == 0
+    s.release(a)
+    assert a.running == 0
+
+
+async def test_host_coming_back_serves_the_queue():
+    a, b = hosts(1, 1)
+    b.healthy = False
+    s = Scheduler([a, b], queue_size=2, queue_timeout_s=5)
+    await s.acquire()
+    waiting = asyncio.ensure_future(s.acquire())
+    await asyncio.sleep(0.01)
+    b.healthy = True
+    s.dispatch()  # what the health loop does when a host answers again
+    assert (await waiting) is b
+    assert s.capacity == 2
