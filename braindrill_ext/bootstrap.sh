@@ -7,6 +7,8 @@
 # BD_TIMEOUT, optionally BD_COMPILE, BD_COMPILE_TIMEOUT and BD_COMPILE_OUTPUT, and the run argv.
 # A compile step reports on stderr, before any user program runs, one header line
 # "\036braindrill-compile <exit code> <bytes>" followed by at most BD_COMPILE_OUTPUT bytes of output.
+# After a successful compile it waits for one more byte on stdin, the engine's go-ahead: the engine
+# first sets the run memory limit (the compile step runs under the compile memory limit).
 cd /work || exit 120
 IFS= read -r size || exit 0
 case "$size" in ''|*[!0-9]*) echo "braindrill: bad payload header" >&2; exit 121 ;; esac
@@ -20,5 +22,6 @@ if [ -n "${BD_COMPILE:-}" ]; then
     head -c "$BD_COMPILE_OUTPUT" ./.braindrill/compile >&2
     rm -f ./.braindrill/compile
     [ "$rc" -eq 0 ] || exit 0
+    [ "$(head -c 1)" = g ] || exit 0
 fi
 exec timeout -s KILL "$BD_TIMEOUT" "$@" <./.braindrill/stdin

@@ -33,6 +33,7 @@ class Limits:
     nofile: int = 256
     compile_timeout_s: float = 30.0
     compile_output_bytes: int = 64 << 10
+    compile_memory_mib: int = 512
 
 
 @dataclass

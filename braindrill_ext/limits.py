@@ -20,6 +20,7 @@ REQUESTABLE = (
     "output_bytes",
     "compile_timeout_s",
     "compile_output_bytes",
+    "compile_memory_mib",
 )
 
 
@@ -38,6 +39,9 @@ class LimitsPolicy(LoggingConfigurable):
     nofile = Integer(256, config=True, help="Open-file limit (ulimit -n) per sandbox.")
     compile_timeout_s = Float(30.0, config=True, help="Compile-step wall-clock limit, in seconds.")
     compile_output_bytes = Integer(64 << 10, config=True, help="Cap on compiler output, in bytes.")
+    compile_memory_mib = Integer(
+        512, config=True, help="Default memory limit of the compile step (RAM, no swap), in MiB."
+    )
     code_bytes = Integer(
         512 << 10,
         config=True,
@@ -50,6 +54,9 @@ class LimitsPolicy(LoggingConfigurable):
     max_output_bytes = Integer(8 << 20, config=True, help="Largest output cap a request may ask.")
     max_compile_timeout_s = Float(120.0, config=True, help="Largest compile limit, in seconds.")
     max_compile_output_bytes = Integer(1 << 20, config=True, help="Largest compiler-output cap.")
+    max_compile_memory_mib = Integer(
+        2048, config=True, help="Largest compile-step memory limit a request may ask, MiB."
+    )
 
     language_limits = Dict(
         config=True,

@@ -36,6 +36,7 @@ class OutputCollector:
         self._header = bytearray() if compile_output_bytes is not None else None
         self._compile_left = 0
         self.compile_exit: int | None = None
+        self.compile_done = False  # the whole report arrived: the run step may be started
         self.compile_output = bytearray()
         self.compile_truncated = False
 
@@ -64,6 +65,7 @@ class OutputCollector:
             self._compile_left -= len(part)
             if not self._compile_left:
                 self._header = None
+                self.compile_done = True
             return chunk
         self._header += chunk
         if not self._header.startswith(COMPILE_MARK[: len(self._header)]):
@@ -84,6 +86,7 @@ class OutputCollector:
         self._header = bytearray()
         if not self._compile_left:
             self._header = None
+            self.compile_done = True
             return rest
         return self._take_compile_report(rest)
 
