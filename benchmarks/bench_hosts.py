@@ -1,0 +1,221 @@
+"""Worker-host benchmarks: the simulator mix on 1, 2 and 3 worker hosts in one run, and how fast
+a lost host leaves scheduling and a returning one gets work again.
+
+The worker hosts are extra ``dockerd`` instances on this machine (``tests/hosts.py``: own data
+roots, mutual TLS on 127.0.0.2-4:2376), started for the run and removed at the end, with the python
+image copied in from the local engine beforehand. They all share this machine's CPUs, so more hosts
+add slots, not cores: on a 2-core machine the figures show the scheduling, not a real cluster's
+scaling.
+
+    python benchmarks/bench_hosts.py                 # 60 s per host count, as the original
+    python benchmarks/bench_hosts.py --duration 20   # shorter
+
+Needs root (it starts dockerd), the python runtime image on the local engine, and the project
+installed (``pip install -e .[test]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hosts
+
+from bench_rest import LoadRun, load_run
+from common import (
+    MIXES,
+    SIMULATOR_INTERVAL_S,
+    JupyterServer,
+    language_image,
+    machine_summary,
+    print_table,
+    summarize,
+)
+
+import docker
+from braindrill_ext.images import copy_image
+from tests.hosts import _start_daemons
+
+
+def prepare_images(daemons, image: str) -> None:
+    local = docker.from_env(timeout=120)
+    try:
+        for d in daemons:
+            client = d.client(timeout=600)
+            try:
+                start = time.monotonic()
+                copy_image(local, client, image)
+                print(f"copied {image} to {d.name} in {time.monotonic() - start:.1f} s", flush=True)
+            finally:
+                client.close()
+    finally:
+        local.close()
+
+
+def server_config(daemons, n: int, args) -> dict:
+    return {
+        "RemoteKernelManager": {
+            "hosts": daemons.specs(slots=args.slots)[:n],
+            "health_interval_s": args.health_interval,
+            "ping_timeout_s": args.ping_timeout,
+            "queue_size": 1000,
+            "queue_timeout_s": 120,
+            "image_source_url": "none",
+        }
+    }
+
+
+def throughput(daemons, args) -> None:
+    mix = MIXES[args.mix]
+    rows = []
+    for n in args.hosts:
+        with JupyterServer(server_config(daemons, n, args), name=f"{n} hosts") as server:
+            run = LoadRun(f"{n} host(s) x {args.slots} slots", 1 / SIMULATOR_INTERVAL_S)
+            print(f"load: {run.label} for {args.duration:g} s ...", flush=True)
+            started = time.monotonic()
+            asyncio.run(load_run(server, run, mix, args.duration, args))
+            wall = time.monotonic() - started
+            workers = server.get("/braindrill/workers")["workers"]
+        s = summarize(run.latencies)
+        per_host = ", ".join(f"{w['name']}: {w['completed']}" for w in workers)
+        others = {k: v for k, v in run.outcomes.items() if k != "ok"}
+        rows.append(
+            [
+                run.label,
+                run.sent,
+                run.outcomes.get("ok", 0),
+                ", ".join(f"{k}: {v}" for k, v in sorted(others.items())) or "0",
+                len(run.latencies) / wall,
+                s["p50"],
+                s["p99"],
+                s["max"],
+                per_host,
+            ]
+        )
+    print_table(
+        f"Simulator mix '{args.mix}', one request every 160 ms for {args.duration:g} s "
+        "(latency from the scheduled send time, ms)",
+        ["hosts", "sent", "ok", "other", "answers/s", "p50", "p99", "max", "executions per host"],
+        rows,
+        note=f"All worker hosts are dockerd instances on this one machine and share its CPUs. "
+        f"Machine: {machine_summary()}",
+    )
+
+
+async def _steady(server, stop: asyncio.Event, seen: list, interval: float):
+    """Send print('x') every ``interval`` s until ``stop``; record (answer time, worker)."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    client = AsyncHTTPClient(force_instance=True, max_clients=1000)
+    loop = asyncio.get_running_loop()
+
+    async def one():
+        response = await client.fetch(
+            server.url + "/lang/python",
+            method="POST",
+            body=b"print('x')",
+            headers=server.headers,
+            raise_error=False,
+            request_timeout=120,
+        )
+        if response.code == 200:
+            seen.append((loop.time(), json.loads(response.body)["worker"]))
+
+    tasks = []
+    while not stop.is_set():
+        tasks.append(asyncio.ensure_future(one()))
+        await asyncio.sleep(interval)
+    await asyncio.gather(*tasks)
+    client.close()
+
+
+async def _failover_once(server, victim, args) -> tuple[float, float, float]:
+    loop = asyncio.get_running_loop()
+    stop, seen = asyncio.Event(), []
+    steady = asyncio.ensure_future(_steady(server, stop, seen, 0.1))
+
+    async def healthy() -> bool:
+        workers = await asyncio.to_thread(server.get, "/braindrill/workers")
+        return {w["name"]: w["healthy"] for w in workers["workers"]}[victim.name]
+
+    async def unhealthy() -> bool:
+        return not await healthy()
+
+    async def victim_served() -> bool:
+        return any(t > back_at and w == victim.name for t, w in seen)
+
+    await asyncio.sleep(2)
+    lost_at = loop.time()
+    victim.freeze()
+    try:
+        await _until(unhealthy, 60)
+        removed = loop.time() - lost_at
+        await asyncio.sleep(3)
+    finally:
+        victim.thaw()
+    back_at = loop.time()
+    await _until(healthy, 60)
+    healthy_again = loop.time() - back_at
+    await _until(victim_served, 60)
+    first = min((t for t, w in seen if t > back_at and w == victim.name), default=float("nan"))
+    stop.set()
+    await steady
+    return removed, healthy_again, first - back_at
+
+
+async def _until(predicate, timeout_s: float) -> None:
+    """Poll ``predicate`` every 20 ms until it is true or ``timeout_s`` passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await predicate() or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.02)
+
+
+def failover(daemons, args) -> None:
+    rows = []
+    with JupyterServer(server_config(daemons, 3, args), name="failover") as server:
+        for i in range(args.failovers):
+            victim = daemons[i % 3]
+            removed, healthy_again, first = asyncio.run(_failover_once(server, victim, args))
+            rows.append([f"{i + 1} ({victim.name})", removed, healthy_again, first])
+    print_table(
+        "Host loss and return (s): the dockerd is SIGSTOPped (hangs), then SIGCONTed",
+        ["round", "loss → out of scheduling", "return → healthy", "return → first execution"],
+        rows,
+        note=f"health_interval_s={args.health_interval:g}, ping_timeout_s={args.ping_timeout:g}; "
+        "a steady print('x') every 100 ms across 3 hosts. Out of scheduling is seen by polling "
+        "/braindrill/workers every 20 ms.",
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=60, help="seconds of load per row")
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 2, 3], help="host counts")
+    parser.add_argument("--slots", type=int, default=2, help="slots per host (default 2)")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="heavy")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--request-timeout", type=float, default=300)
+    parser.add_argument("--health-interval", type=float, default=1.0)
+    parser.add_argument("--ping-timeout", type=float, default=1.5)
+    parser.add_argument("--failovers", type=int, default=3, help="loss/return rounds")
+    args = parser.parse_args(argv)
+    image = language_image("python")
+    daemons, stop = _start_daemons()
+    try:
+        prepare_images(daemons, image)
+        throughput(daemons, args)
+        if args.failovers:
+            failover(daemons, args)
+    finally:
+        stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
