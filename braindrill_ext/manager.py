@@ -24,6 +24,7 @@ from .errors import HostUnavailable, ImageMissing, InvalidRequest, NoCapacity
 from .execution import Execution, Result, Status
 from .languages import Language, LanguageRegistry
 from .limits import LimitsPolicy
+from .pool import HostPool, WarmPools
 from .sandbox import LABEL, TRANSPORT_ERRORS, _reason
 from .scheduler import Scheduler
 from .workerhost import WorkerHost
@@ -78,7 +79,12 @@ class RemoteKernelManager(LoggingConfigurable):
         "host name). Masters sharing worker hosts need distinct names.",
     )
 
+    pool_interval_s = Float(
+        5.0, config=True, help="Seconds between warm-pool upkeep runs (TTL, shrink, refill)."
+    )
+
     limits = Instance(LimitsPolicy)
+    pools = Instance(WarmPools)
     registry = Instance(LanguageRegistry)
 
     @default("master_id")
@@ -88,6 +94,10 @@ class RemoteKernelManager(LoggingConfigurable):
     @default("limits")
     def _default_limits(self):
         return LimitsPolicy(parent=self)
+
+    @default("pools")
+    def _default_pools(self):
+        return WarmPools(parent=self)
 
     @default("registry")
     def _default_registry(self):
@@ -105,7 +115,9 @@ class RemoteKernelManager(LoggingConfigurable):
         self.owner = f"{self.master_id}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.workers = [self._make_host(spec) for spec in (self.hosts or [{"name": "local"}])]
         self.scheduler = Scheduler(self.workers, self.queue_size, self.queue_timeout_s)
+        self.host_pools = {h.name: self._make_pool(h) for h in self.workers}
         self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
         self._started: asyncio.Future | None = None
         self._versions: dict[tuple[str, str], str] = {}
         self.image_source = self._make_image_source()
@@ -130,6 +142,16 @@ class RemoteKernelManager(LoggingConfigurable):
         # would apply HTTP(S)_PROXY: neither belongs on a Docker API connection.
         client.api.trust_env = False
         return client
+
+    def _make_pool(self, host: WorkerHost) -> HostPool:
+        def labels():
+            return {
+                f"{LABEL}.owner": self.owner,
+                f"{LABEL}.pooled": "1",
+                f"{LABEL}.execution": "pool-" + uuid.uuid4().hex[:12],
+            }
+
+        return HostPool(host, self.pools, labels, self.limits.defaults, self.log)
 
     def _make_host(self, spec: dict) -> WorkerHost:
         return WorkerHost(
@@ -168,7 +190,9 @@ class RemoteKernelManager(LoggingConfigurable):
         """Ping every host, remove what a crashed predecessor left, start the background loops."""
         await asyncio.gather(*(h.ping() for h in self._engines()))
         await self.reap()
+        await self._maintain_pools()
         self._tasks = [
+            asyncio.ensure_future(self._every(self.pool_interval_s, self._maintain_pools)),
             asyncio.ensure_future(self._every(self.health_interval_s, self._check_health)),
             asyncio.ensure_future(self._every(self.reap_interval_s, self.reap)),
         ]
@@ -178,6 +202,8 @@ class RemoteKernelManager(LoggingConfigurable):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in self.host_pools.values()))
         for host in self._engines():
             host.close()
         self._started = None
@@ -279,15 +305,17 @@ class RemoteKernelManager(LoggingConfigurable):
         """Run one execution on some worker host and return its Result.
 
         Raises ``NoCapacity`` when the queue is full or the wait runs out, and ``HostUnavailable``
-        when no host could start it. Cancelling the task kills and removes the container.
+        when no host could start it. Cancelling the task kills and removes the container. The
+        container is removed after the result is returned; its slot is held until then.
         """
         queued_at = time.monotonic()
         tried: set[str] = set()
         while True:
             host = await self.scheduler.acquire(exclude=tried)
             try:
-                result = await self._run_on(host, execution, on_output)
+                sandbox, result = await self._run_on(host, execution, on_output)
             except HostUnavailable as e:
+                self.scheduler.release(host)
                 tried.add(host.name)
                 if not isinstance(e, ImageMissing):
                     host.report_failure(e.reason)
@@ -297,13 +325,25 @@ class RemoteKernelManager(LoggingConfigurable):
                 if not any(h.healthy and h.name not in tried for h in self.workers):
                     raise
                 continue
-            finally:
+            except BaseException:
                 self.scheduler.release(host)
+                raise
+            self._spawn(self._clean_up(host, sandbox))
             result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
             metrics.record(result, time.monotonic() - queued_at)
             return result
 
-    async def _run_on(self, host: WorkerHost, execution: Execution, on_output) -> Result:
+    async def _run_on(self, host: WorkerHost, execution: Execution, on_output):
+        """Run on ``host``: in a warm container if its pool has one, else in a new one. Returns
+        (sandbox, result); the caller removes the sandbox. On an exception it is already removed."""
+        pool = self.host_pools[host.name]
+        sandbox = pool.take(execution)
+        if sandbox is not None:
+            try:
+                return sandbox, await self._execute(host, sandbox, execution, on_output)
+            except HostUnavailable as e:  # the warm container died while it waited: go cold
+                self.log.info("warm container on %s unusable (%s); cold start", host.name, e)
+        pool.make_room()
         image = await host.image_for(execution.language)
         labels = {
             f"{LABEL}.owner": self.owner,
@@ -311,20 +351,43 @@ class RemoteKernelManager(LoggingConfigurable):
             f"{LABEL}.execution": execution.id,
         }
         sandbox = host.sandbox(execution.language, image, execution.limits, labels)
+        return sandbox, await self._execute(host, sandbox, execution, on_output, cold=True)
+
+    async def _execute(self, host, sandbox, execution, on_output, cold=False) -> Result:
         try:
-            await sandbox.prepare()
-            result = await sandbox.execute(execution, on_output)
+            if cold:
+                await sandbox.prepare()
+            return await sandbox.execute(execution, on_output)
         except HostUnavailable:
+            await sandbox.destroy()
             raise
-        except Exception as e:  # a bug or an unexpected engine answer: report, don't hang
+        except BaseException as e:
+            await sandbox.destroy()
+            if not isinstance(e, Exception):
+                raise  # cancelled: the client went away
+            # A bug or an unexpected engine answer: report it, don't hang.
             self.log.exception("execution %s failed on %s", execution.id, host.name)
-            result = Result(
+            return Result(
                 execution.language.name, Status.INTERNAL_ERROR, worker=host.name, message=_reason(e)
             )
-        finally:
+
+    async def _clean_up(self, host: WorkerHost, sandbox) -> None:
+        """Remove an execution's container, then free its slot and refill the host's pool."""
+        try:
             await sandbox.destroy()
-        host.completed += 1
-        return result
+        finally:
+            host.completed += 1
+            self.scheduler.release(host)
+            self.host_pools[host.name].fill()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _maintain_pools(self):
+        """Called every ``pool_interval_s``: TTL, shrinking and refilling of the warm pools."""
+        await asyncio.gather(*(p.maintain(self.registry) for p in self.host_pools.values()))
 
     # -- introspection ---------------------------------------------------------------------------
     async def describe(self, language: Language) -> dict:
@@ -375,7 +438,9 @@ class RemoteKernelManager(LoggingConfigurable):
             "queue_size": self.queue_size,
             "capacity": self.scheduler.capacity,
             "image_source": self.image_source.status() if self.image_source else None,
-            "workers": [h.status() for h in self.workers],
+            "workers": [
+                {**h.status(), "pool": self.host_pools[h.name].status()} for h in self.workers
+            ],
         }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import select
 import shlex
 import socket
 import struct
@@ -65,8 +66,17 @@ def build_payload(execution: Execution, limits: Limits) -> bytes:
 class Sandbox:
     """One container for one execution. Create with ``host.sandbox(...)``."""
 
-    def __init__(self, host, language: Language, image: str, limits: Limits, labels: dict):
+    def __init__(
+        self,
+        host,
+        language: Language,
+        image: str,
+        limits: Limits,
+        labels: dict,
+        idle_life_s: int = 0,
+    ):
         self.host = host
+        self.idle_life_s = idle_life_s  # how long a warm container may wait for its code
         self.language = language
         self.image = image
         self.limits = limits
@@ -84,8 +94,13 @@ class Sandbox:
         pool). Raises ``HostUnavailable`` when the host cannot do it: the execution may go
         elsewhere.
         """
+        work = asyncio.ensure_future(self.host.call_watched(self._prepare_sync))
         try:
-            await self.host.call_watched(self._prepare_sync)
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # The host thread goes on creating the container: remove it once it is done.
+            work.add_done_callback(lambda _: asyncio.ensure_future(self.destroy()))
+            raise
         except HostUnavailable:
             await self.destroy()
             raise
@@ -99,7 +114,7 @@ class Sandbox:
         # A compiled language starts under its compile memory limit; _start_run_sync sets the run
         # limit before the program starts.
         memory = lim.compile_memory_mib if self.language.compile else lim.memory_mib
-        life = int(lim.compile_timeout_s + lim.timeout_s + 2 * GRACE_S) + self.host.idle_life_s
+        life = int(lim.compile_timeout_s + lim.timeout_s + 2 * GRACE_S) + self.idle_life_s
         work = f"rw,exec,nosuid,nodev,size={lim.workdir_mib}m,uid=65534,gid=65534,mode=0700"
         host_config = api.create_host_config(
             init=True,
@@ -158,6 +173,9 @@ class Sandbox:
             lim.output_bytes, lim.compile_output_bytes if self.language.compile else None, emit
         )
         payload = build_payload(execution, lim)
+        if _readable(self._sock):
+            # A waiting container writes nothing: end-of-stream or output now means it is gone.
+            raise HostUnavailable(self.host.name, "the container ended before its code arrived")
         try:
             await self.host.call(_raw(self._sock).sendall, payload)
         except TRANSPORT_ERRORS as e:
@@ -333,6 +351,16 @@ def _compile_failure(exit_code, oom, limits: Limits) -> str:
 def _raw(sock):
     """The object to send on and set timeouts on, for unix (SocketIO), TLS and SSH sockets."""
     return getattr(sock, "_sock", sock)
+
+
+def _readable(sock) -> bool:
+    """Whether the socket has data or end-of-stream waiting (poll: no FD_SETSIZE limit)."""
+    try:
+        poller = select.poll()
+        poller.register(_raw(sock), select.POLLIN | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 def _recv(sock, n: int) -> bytes:

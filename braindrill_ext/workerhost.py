@@ -54,7 +54,6 @@ class WorkerHost:
         self.last_error: str | None = None
         self.running = 0
         self.completed = 0
-        self.idle_life_s = 0  # extra lifetime of a prepared container waiting for its code
         # Hosts (or the master's own engine) a missing image is copied from; set by the manager.
         self.image_sources: list[WorkerHost] = []
         self.unable: dict[str, str] = {}  # language → why this host cannot run it
@@ -101,8 +100,8 @@ class WorkerHost:
             if not failed.done():
                 failed.cancel()
 
-    def sandbox(self, language: Language, image: str, limits, labels: dict) -> Sandbox:
-        return Sandbox(self, language, image, limits, labels)
+    def sandbox(self, language: Language, image: str, limits, labels: dict, **kwargs) -> Sandbox:
+        return Sandbox(self, language, image, limits, labels, **kwargs)
 
     # -- images ----------------------------------------------------------------------------------
     async def image_for(self, language: Language) -> str:

@@ -83,12 +83,25 @@ def run(jp_fetch):
     return run
 
 
-def leftover_containers() -> list[str]:
-    """Labelled containers created by this test process that still exist."""
+@pytest.fixture(autouse=True, scope="module")
+def _no_leftover_containers():
+    """After each test module (its servers and kernels shut down) no container is left."""
+    yield
+    assert leftover_containers() == []
+
+
+def leftover_containers(include_pooled: bool = True) -> list[str]:
+    """Labelled containers created by this test process that still exist (with or without the
+    warm containers a running server legitimately keeps)."""
     client = docker.from_env()
     try:
         owned = f":{os.getpid()}:"
         containers = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
-        return [c["Id"][:12] for c in containers if owned in c["Labels"][f"{LABEL}.owner"]]
+        return [
+            c["Id"][:12]
+            for c in containers
+            if owned in c["Labels"][f"{LABEL}.owner"]
+            and (include_pooled or c["Labels"].get(f"{LABEL}.pooled") != "1")
+        ]
     finally:
         client.close()

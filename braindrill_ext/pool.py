@@ -1,0 +1,230 @@
+"""Warm pools: per worker host and language, containers created and started ahead of time, each
+waiting for its code. A pooled container has never run user code and is used exactly once.
+
+Capacity: pooled containers count against the host's slots. A pool fills only while
+``running + pooled < slots`` and gives a container back (destroys it) when an execution of another
+language needs the room, so a pool never starves real executions.
+Sizing: a language's target starts at its minimum, grows by one on every miss (up to its maximum),
+shrinks by one after ``shrink_after_s`` without a hit; an idle container older than ``ttl_s`` is
+replaced. A pool that cannot fill (image missing, engine error) backs off, and executions take the
+cold path; the reason shows in ``/braindrill/workers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+
+from traitlets import Bool, Dict, Float, Integer, TraitError, validate
+from traitlets.config import LoggingConfigurable
+
+from .errors import HostUnavailable
+from .execution import Execution, Limits
+from .languages import Language
+
+# Limits fixed when a container is created; a request that changes one takes the cold path.
+CONTAINER_LIMITS = ("memory_mib", "cpus", "pids", "workdir_mib", "nofile", "compile_memory_mib")
+
+
+class WarmPools(LoggingConfigurable):
+    """Warm-pool policy; one ``HostPool`` per worker host does the work."""
+
+    enabled = Bool(True, config=True, help="Keep warm containers; False: every execution is cold.")
+    min_size = Integer(0, config=True, help="Warm containers per language and host, at least.")
+    max_size = Integer(4, config=True, help="Warm containers per language and host, at most.")
+    languages = Dict(
+        config=True,
+        help="Per-language {'min': n, 'max': n}; {'max': 0} turns the pool off for a language.",
+    )
+    ttl_s = Float(300.0, config=True, help="An idle warm container is replaced after this, in s.")
+    shrink_after_s = Float(60.0, config=True, help="Shrink a pool by one after this long idle, s.")
+    retry_after_s = Float(30.0, config=True, help="Wait before refilling a pool that failed, s.")
+
+    @validate("languages")
+    def _check_languages(self, proposal):
+        for lang, sizes in proposal["value"].items():
+            if not isinstance(sizes, dict) or set(sizes) - {"min", "max"}:
+                raise TraitError(f"WarmPools.languages[{lang!r}] must be {{'min': n, 'max': n}}")
+        return proposal["value"]
+
+    def bounds(self, language: str) -> tuple[int, int]:
+        if not self.enabled:
+            return 0, 0
+        sizes = self.languages.get(language, {})
+        high = sizes.get("max", self.max_size)
+        return min(sizes.get("min", self.min_size), high), high
+
+
+@dataclasses.dataclass
+class _LanguagePool:
+    language: Language
+    limits: Limits
+    ready: collections.deque = dataclasses.field(default_factory=collections.deque)
+    target: int = 0
+    filling: int = 0
+    hits: int = 0
+    misses: int = 0
+    last_used: float = dataclasses.field(default_factory=time.monotonic)
+    last_error: str | None = None
+    retry_at: float = 0.0
+
+
+class HostPool:
+    """The warm containers of one worker host. Used by the remote kernel manager: ``take()`` in
+    ``_run_on``, ``make_room()`` before a cold start, ``maintain()`` from its periodic loop."""
+
+    def __init__(self, host, policy: WarmPools, labels, limits_for, log):
+        self.host = host
+        self.policy = policy
+        self.labels = labels  # () -> the labels of a new warm container
+        self.limits_for = limits_for  # Language -> default Limits
+        self.log = log
+        self.pools: dict[str, _LanguagePool] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+
+    @property
+    def pooled(self) -> int:
+        return sum(len(p.ready) + p.filling for p in self.pools.values())
+
+    def _pool(self, lang: Language) -> _LanguagePool:
+        pool = self.pools.get(lang.name)
+        if pool is None:
+            low, _ = self.policy.bounds(lang.name)
+            pool = self.pools[lang.name] = _LanguagePool(lang, self.limits_for(lang), target=low)
+        return pool
+
+    def take(self, execution: Execution):
+        """A warm sandbox for ``execution``, or None (then the caller starts a cold one). Counts a
+        miss, which grows the pool, and schedules a refill."""
+        lang = execution.language
+        low, high = self.policy.bounds(lang.name)
+        if high == 0:
+            return None
+        pool = self._pool(lang)
+        pool.last_used = time.monotonic()
+        if any(
+            getattr(execution.limits, k, None) != getattr(pool.limits, k, None)
+            for k in CONTAINER_LIMITS
+        ):
+            return None
+        sandbox = None
+        while pool.ready and sandbox is None:
+            candidate, born = pool.ready.popleft()
+            if time.monotonic() - born < self.policy.ttl_s:
+                sandbox = candidate
+            else:
+                self._spawn(candidate.destroy())
+        if sandbox is None:
+            pool.misses += 1
+            pool.target = min(high, max(pool.target + 1, low, 1))
+        else:
+            pool.hits += 1
+        self.fill()
+        return sandbox
+
+    def make_room(self) -> None:
+        """Give back warm containers while running + pooled exceed the slots. Called before a cold
+        start, whose container needs the room."""
+        excess = self.host.running + self.pooled - self.host.slots
+        while excess > 0:
+            oldest = min(
+                (p for p in self.pools.values() if p.ready),
+                key=lambda p: p.ready[0][1],
+                default=None,
+            )
+            if oldest is None:
+                return
+            sandbox, _ = oldest.ready.popleft()
+            self._spawn(sandbox.destroy())
+            excess -= 1
+
+    def fill(self) -> None:
+        """Start creating warm containers where a pool is below target and the host has room."""
+        if self._closed or not self.host.healthy:
+            return
+        now = time.monotonic()
+        for pool in sorted(self.pools.values(), key=lambda p: len(p.ready) - p.target):
+            while (
+                len(pool.ready) + pool.filling < pool.target
+                and self.host.running + self.pooled < self.host.slots
+                and now >= pool.retry_at
+            ):
+                pool.filling += 1
+                self._spawn(self._fill_one(pool))
+
+    async def _fill_one(self, pool: _LanguagePool) -> None:
+        sandbox = None
+        try:
+            image = await self.host.image_for(pool.language)
+            sandbox = self.host.sandbox(
+                pool.language, image, pool.limits, self.labels(),
+                idle_life_s=int(self.policy.ttl_s) + 60,
+            )  # fmt: skip
+            await sandbox.prepare()
+        except Exception as e:
+            reason = e.reason if isinstance(e, HostUnavailable) else repr(e)
+            pool.last_error = f"{time.strftime('%H:%M:%S')} {reason}"
+            pool.retry_at = time.monotonic() + self.policy.retry_after_s
+            self.log.warning(
+                "warm pool %s on %s cannot fill: %s", pool.language.name, self.host.name, reason
+            )
+            return
+        finally:
+            pool.filling -= 1
+        if self._closed:
+            await sandbox.destroy()
+            return
+        pool.last_error = None
+        pool.ready.append((sandbox, time.monotonic()))
+
+    async def maintain(self, languages) -> None:
+        """Replace containers past their TTL, shrink idle pools, refill; pools with a minimum
+        exist from the start. Called every ``pool_interval_s`` by the remote kernel manager."""
+        for lang in languages:
+            if self.policy.bounds(lang.name)[0] > 0:
+                self._pool(lang)
+        now = time.monotonic()
+        for pool in self.pools.values():
+            low, high = self.policy.bounds(pool.language.name)
+            if now - pool.last_used > self.policy.shrink_after_s and pool.target > low:
+                pool.target -= 1
+                pool.last_used = now
+            pool.target = min(pool.target, high)
+            keep = collections.deque()
+            for sandbox, born in pool.ready:
+                if now - born >= self.policy.ttl_s or len(keep) >= pool.target:
+                    await sandbox.destroy()
+                else:
+                    keep.append((sandbox, born))
+            pool.ready = keep
+        self.fill()
+
+    async def close(self) -> None:
+        """Destroy every warm container. Called at shutdown."""
+        self._closed = True
+        # Fills in flight finish and, seeing the pool closed, destroy what they made.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pool in self.pools.values():
+            while pool.ready:
+                sandbox, _ = pool.ready.popleft()
+                await sandbox.destroy()
+
+    def status(self) -> dict:
+        return {
+            name: {
+                "ready": len(p.ready),
+                "target": p.target,
+                "hits": p.hits,
+                "misses": p.misses,
+                "last_error": p.last_error,
+            }
+            for name, p in sorted(self.pools.items())
+        }
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,147 @@
+"""Warm pools on real containers: freshness, single use, refill, shrink, fallback, no leftovers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import docker
+import pytest
+
+pytestmark = pytest.mark.docker
+
+# What an execution can see of its container: its id (cgroup v1 path or hostname), the processes
+# alive when it starts, and whether an earlier execution's file is there.
+PROBE = (
+    "import os, socket\n"
+    "pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+    "print(socket.gethostname(), os.path.exists('/work/mark'), len(pids))\n"
+    "open('/work/mark', 'w').write('x')\n"
+)
+
+
+async def pool_status(jp_fetch, language="python") -> dict:
+    workers = json.loads((await jp_fetch("braindrill", "workers")).body)["workers"]
+    return workers[0]["pool"].get(language, {})
+
+
+async def wait_for(predicate, timeout=20.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+class TestWarm:
+    @pytest.fixture
+    def braindrill_config(self):
+        return {
+            "RemoteKernelManager": {"slots": 6, "pool_interval_s": 0.5},
+            "WarmPools": {"languages": {"python": {"min": 2, "max": 4}}},
+        }
+
+    async def test_fresh_and_single_use(self, run, jp_fetch):
+        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        results = [await run("python", PROBE) for _ in range(4)]
+        results += await asyncio.gather(*(run("python", PROBE) for _ in range(12)))
+        seen = [r["stdout"].split() for r in results]
+        hostnames = [hostname for hostname, _, _ in seen]
+        assert len(set(hostnames)) == len(hostnames)  # every container used exactly once
+        assert all(mark == "False" for _, mark, _ in seen)  # nothing from an earlier execution
+        # Only the init, the bootstrap's timeout and the program itself: no leftover processes.
+        assert all(int(count) <= 4 for _, _, count in seen)
+        status = await pool_status(jp_fetch)
+        assert status["hits"] >= 2
+
+    async def test_refill_after_use(self, run, jp_fetch):
+        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        before = await pool_status(jp_fetch)
+        result = await run("python", "print('warm')")
+        assert result["stdout"] == "warm\n"
+        after = await pool_status(jp_fetch)
+        assert after["hits"] == before["hits"] + 1
+        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+
+    async def test_deadline_counts_from_delivery(self, run, jp_fetch):
+        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        await asyncio.sleep(2)  # the warm container has waited; its program must still get 1.5 s
+        result = await run(
+            "python", "import time; time.sleep(1); print('in time')", limits={"timeout_s": 1.5}
+        )
+        assert result["status"] == "ok", result
+
+    async def test_stale_warm_container_falls_back_to_cold(self, run, jp_fetch):
+        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        client = docker.from_env()
+        try:
+            for c in client.api.containers(filters={"label": "braindrill.owner"}):
+                if c["Labels"].get("braindrill.pooled") == "1":
+                    client.api.remove_container(c["Id"], force=True)
+        finally:
+            client.close()
+        result = await run("python", "print('cold but fine')")
+        assert result["status"] == "ok", result
+        assert result["stdout"] == "cold but fine\n"
+
+
+class TestShrink:
+    @pytest.fixture
+    def braindrill_config(self):
+        return {
+            "RemoteKernelManager": {"slots": 6, "pool_interval_s": 0.3},
+            "WarmPools": {"languages": {"python": {"min": 0, "max": 3}}, "shrink_after_s": 1},
+        }
+
+    async def test_grows_on_demand_then_shrinks_when_idle(self, run, jp_fetch):
+        await asyncio.gather(*(run("python", "print(1)") for _ in range(3)))
+        status = await pool_status(jp_fetch)
+        assert status["misses"] >= 1 and status["target"] >= 1
+        assert await wait_for(lambda: _target_is(jp_fetch, 0), timeout=15)
+        assert await wait_for(lambda: _ready_is(jp_fetch, 0), timeout=15)
+
+
+class TestOff:
+    @pytest.fixture
+    def braindrill_config(self):
+        return {"WarmPools": {"enabled": False}}
+
+    async def test_cold_path_without_pools(self, run, jp_fetch):
+        result = await run("python", PROBE)
+        assert result["status"] == "ok"
+        assert await pool_status(jp_fetch) == {}
+
+
+class TestMissingImage:
+    @pytest.fixture
+    def braindrill_config(self):
+        return {
+            "RemoteKernelManager": {
+                "images": {"ruby": "braindrill/no-such-image:none"},
+                "pool_interval_s": 0.3,
+            },
+            "WarmPools": {"languages": {"ruby": {"min": 1, "max": 2}}},
+        }
+
+    async def test_pool_that_cannot_fill_says_why(self, run, jp_fetch):
+        async def has_error():
+            return bool((await pool_status(jp_fetch, "ruby")).get("last_error"))
+
+        assert await wait_for(has_error)
+        assert "no-such-image" in (await pool_status(jp_fetch, "ruby"))["last_error"]
+        # Other languages are unaffected.
+        assert (await run("python", "print('ok')"))["status"] == "ok"
+
+
+async def _ready_at_least(jp_fetch, n):
+    return (await pool_status(jp_fetch)).get("ready", 0) >= n
+
+
+async def _ready_is(jp_fetch, n):
+    return (await pool_status(jp_fetch)).get("ready", 0) == n
+
+
+async def _target_is(jp_fetch, n):
+    return (await pool_status(jp_fetch)).get("target", -1) == n
