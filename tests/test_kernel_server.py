@@ -163,13 +163,13 @@ async def test_rest_interrupt_kills_the_running_cell(jp_fetch, kernel):
 
 async def test_rest_restart_mid_cell(jp_fetch, kernel):
     async with kernel() as (kernel_id, ws):
-        msg = _message("execute_request", {"code": "import time\ntime.sleep(60)"})
-        await ws.write_message(json.dumps(msg))
-
-        async def running():
-            return leftover_containers()
-
-        assert await eventually(running)  # the cell runs
+        code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+        await ws.write_message(json.dumps(_message("execute_request", {"code": code})))
+        while True:  # restart once the cell runs in its container
+            received = json.loads(await asyncio.wait_for(ws.read_message(), TIMEOUT))
+            if received["msg_type"] == "stream" and "started" in received["content"]["text"]:
+                break
+        assert leftover_containers()
         await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")
         assert await containers_left() == []
         reply, messages = await ws_execute(ws, "print('after restart')")
