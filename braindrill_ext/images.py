@@ -148,8 +148,11 @@ def prepare(client, languages, *, pull=True, build=True, jobs=2, overrides=None,
     results, to_build = {}, []
     for lang in languages:
         ref = resolve_image(client, lang, overrides.get(lang.name, ""))
-        if ref is None and pull:
-            ref = _try_pull(client, overrides.get(lang.name) or lang.image, lang.name, say)
+        wanted = overrides.get(lang.name) or lang.image
+        # A language whose default is the project's own image (no official image has its
+        # toolchain) is built here, never pulled: nobody publishes braindrill/* on a registry.
+        if ref is None and pull and wanted != lang.built_image:
+            ref = _try_pull(client, wanted, lang.name, say)
         if ref:
             say(lang.name, f"using {ref}")
             results[lang.name] = ref
