@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,8 @@ class DockerRun:
     """``docker run --rm -i`` of the server's image per execution, the code on stdin."""
 
     def __init__(self, image: str):
+        if shutil.which("docker") is None:
+            raise RuntimeError("the docker CLI is not installed: install it or use --no-docker-run")
         self.label = f"docker run --rm per execution ({image})"
         self.argv = docker_run_argv(image, ["python3", "-u", "-"])
 

@@ -15,7 +15,6 @@ import math
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -336,10 +335,6 @@ def docker_run_argv(image: str, run: list[str], limits: Limits | None = None) ->
         *("timeout", "-s", "KILL", f"{lim.timeout_s:g}"),
         *run,
     ]
-
-
-def docker_cli_available() -> bool:
-    return shutil.which("docker") is not None
 
 
 # -- the original engine's simulator mix ---------------------------------------------------------
