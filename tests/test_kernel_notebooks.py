@@ -1,0 +1,69 @@
+"""Notebooks on Braindrill kernels, executed by nbclient and papermill as a script would: the
+outputs match the ones saved in ``tests/notebooks/*.ipynb`` (Python, JavaScript, Java, and a cell
+that times out)."""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+
+import nbformat
+import papermill
+import pytest
+from nbclient import NotebookClient
+
+from .test_kernels import (
+    containers_left,
+    embedded_manager,  # noqa: F401 - an autouse fixture, used here too
+)
+
+pytestmark = pytest.mark.docker
+NOTEBOOKS = pathlib.Path(__file__).parent / "notebooks"
+
+
+def outputs(nb) -> list[list[tuple]]:
+    """Each cell's outputs, in order: streams with their text (adjacent chunks of one stream
+    joined), errors with their Braindrill status and message."""
+    cells = []
+    for cell in nb.cells:
+        seen: list[tuple] = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                if seen and seen[-1][:2] == ("stream", out.name):
+                    seen[-1] = ("stream", out.name, seen[-1][2] + out.text)
+                else:
+                    seen.append(("stream", out.name, out.text))
+            elif out.output_type == "error":
+                seen.append(("error", out.ename, out.evalue))
+            else:
+                seen.append((out.output_type,))
+        cells.append(seen)
+    return cells
+
+
+def cleared(nb):
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+@pytest.mark.parametrize(
+    "name, allow_errors",
+    [("python", False), ("javascript", False), ("java", False), ("timeout", True)],
+)
+def test_nbclient_outputs_match(name, allow_errors):
+    expected = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nb = cleared(expected)
+    NotebookClient(nb, timeout=120, allow_errors=allow_errors).execute()
+    assert outputs(nb) == outputs(expected)
+    assert [c.execution_count for c in nb.cells] == list(range(1, len(nb.cells) + 1))
+    assert nb.metadata.language_info.name == expected.metadata.kernelspec.language
+    assert containers_left() == []
+
+
+def test_papermill(tmp_path):
+    source = NOTEBOOKS / "python.ipynb"
+    result = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(source), str(result), progress_bar=False)
+    assert outputs(nbformat.read(result, as_version=4)) == outputs(nbformat.read(source, 4))
