@@ -114,7 +114,7 @@ def build_language(client: docker.DockerClient, language: Language, say) -> str:
         # Some postinst scripts (openjdk's) link into man directories the lean base leaves out.
         "RUN mkdir -p /usr/share/man/man1 && apt-get update -q && "
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-        f"--no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*\n"
+        f"--no-install-recommends {packages} && apt-get clean && rm -rf /var/lib/apt/lists/*\n"
         f'LABEL org.braindrill.language="{language.name}"\n'
     )
     say(language.name, f"building {language.built_image} from Debian packages: {packages}")
