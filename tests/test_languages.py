@@ -13,8 +13,6 @@ import re
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from .conftest import leftover_containers
-
 pytestmark = pytest.mark.docker
 
 HELLO = "hello, world\n"
@@ -149,12 +147,6 @@ def run(jp_fetch):
         return json.loads(response.body)
 
     return run
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers():
-    yield
-    assert leftover_containers() == []
 
 
 @pytest.mark.parametrize("language", list(LANGUAGES))
