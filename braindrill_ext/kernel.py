@@ -29,7 +29,7 @@ from .languages import Language
 
 CHANNELS = {
     "shell": zmq.ROUTER,
-    "iopub": zmq.PUB,
+    "iopub": zmq.XPUB,  # sees subscriptions, to welcome each subscriber (JEP 65)
     "stdin": zmq.ROUTER,
     "control": zmq.ROUTER,
     "hb": zmq.REP,
@@ -116,6 +116,8 @@ class BraindrillKernel:
                 sock.linger = 100
                 if kind == zmq.ROUTER:
                     sock.router_handover = 1
+                if kind == zmq.XPUB:
+                    sock.xpub_verbose = 1  # every subscriber's subscription, not just the first
                 self.sockets[name] = sock
                 await self._bind(sock, name)
         except BaseException:
@@ -131,6 +133,7 @@ class BraindrillKernel:
             asyncio.ensure_future(self._serve(self.sockets["shell"], sequential=True)),
             asyncio.ensure_future(self._serve(self.sockets["control"], sequential=False)),
             asyncio.ensure_future(self._heartbeat()),
+            asyncio.ensure_future(self._welcome()),
         ]
         self._publish("status", {"execution_state": "starting"}, None)
         # Start the version probe now, so that the first kernel_info_reply need not wait long.
@@ -260,6 +263,16 @@ class BraindrillKernel:
             if msg is not None:
                 queued.append((ident, msg))
         return queued
+
+    async def _welcome(self) -> None:
+        """Send ``iopub_welcome`` to each new IOPub subscriber: a client then knows its
+        subscription is in place (no output of its first request is lost to a late join)."""
+        sock = self.sockets["iopub"]
+        while True:
+            frame = await sock.recv()
+            if frame[:1] == b"\x01":
+                topic = frame[1:].decode("utf-8", "replace")
+                self._publish("iopub_welcome", {"subscription": topic}, None)
 
     async def _heartbeat(self) -> None:
         sock = self.sockets["hb"]

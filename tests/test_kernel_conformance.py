@@ -9,7 +9,6 @@ Every test that applies to a stateless kernel runs. Skipped by leaving their sam
   and says ``found: false``).
 - ``test_is_complete`` for incomplete and invalid samples: every cell is run as a whole program, so
   the kernel answers ``complete`` (complete samples are tested).
-- ``IopubWelcomeTests``: IOPub is a plain PUB socket; clients check readiness with kernel_info.
 """
 
 from __future__ import annotations
@@ -45,6 +44,12 @@ class TestPythonKernel(BraindrillKernelTests):
     code_stderr = "import sys; print('oops', file=sys.stderr)"
     code_generate_error = "import sys; sys.exit(3)"  # exits non-zero, writes nothing
     complete_code_samples = ["print('hi')", "x = 1\nprint(x)"]
+
+
+@pytest.mark.docker
+class TestIopubWelcome(jupyter_kernel_test.IopubWelcomeTests):
+    kernel_name = "braindrill-python"
+    support_iopub_welcome = True
 
 
 @pytest.mark.docker
