@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hosts
 
+import docker
 from bench_rest import LoadRun, load_run
 from common import (
     MIXES,
@@ -36,7 +37,6 @@ from common import (
     summarize,
 )
 
-import docker
 from braindrill_ext.images import copy_image
 from tests.hosts import _start_daemons
 

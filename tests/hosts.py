@@ -204,6 +204,32 @@ class Daemon:
         os.kill(self.proc.pid, signal.SIGCONT)
         self.frozen = False
 
+    def kill(self) -> None:
+        """SIGKILL dockerd (a host that dies outright). Its containerd exits with it; this process
+        is made a child subreaper for the moment so that it can reap that orphan, and the pid files
+        are removed so that ``start()`` can start the daemon again on the same data root."""
+        containerd_pid = self.root / "exec" / "containerd" / "containerd.pid"
+        cpid = int(containerd_pid.read_text().strip()) if containerd_pid.exists() else None
+        _set_subreaper(True)
+        try:
+            if self.frozen:
+                self.thaw()
+            self.proc.kill()
+            self.proc.wait(30)
+            if cpid is not None:
+                try:
+                    os.kill(cpid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    os.waitpid(cpid, 0)
+                except ChildProcessError:
+                    pass  # not ours to reap (its parent reaped it)
+        finally:
+            _set_subreaper(False)
+        for pid_file in (containerd_pid, self.root / "dockerd.pid"):
+            pid_file.unlink(missing_ok=True)
+
     def stop(self) -> None:
         """Stop dockerd (and so its containers and its containerd), undo mounts, remove files."""
         if self.proc is not None:
@@ -223,6 +249,13 @@ class Daemon:
                 pass
         _unmount_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _set_subreaper(on: bool) -> None:
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1 if on else 0, 0, 0, 0)
 
 
 def _unmount_under(root: Path) -> None:
@@ -268,8 +301,9 @@ class WorkerDaemons:
     def specs(self, slots: int = 2, tls: bool = True) -> list[dict]:
         return [d.spec(slots, tls) for d in self.daemons]
 
-    def labelled_containers(self) -> dict[str, list[str]]:
-        """Braindrill containers on every daemon: {daemon name: [short ids]}."""
+    def labelled_containers(self, owner_pid: int | None = None, pooled: bool = True):
+        """Braindrill containers on every daemon: {daemon name: [short ids]}; only those of the
+        server process ``owner_pid`` when given; without idle warm-pool ones if not ``pooled``."""
         found = {}
         for d in self.daemons:
             client = d.client()
@@ -277,7 +311,12 @@ class WorkerDaemons:
                 containers = client.containers.list(all=True, filters={"label": "braindrill.owner"})
             finally:
                 client.close()
-            found[d.name] = [c.short_id for c in containers]
+            found[d.name] = [
+                c.short_id
+                for c in containers
+                if (owner_pid is None or f":{owner_pid}:" in c.labels["braindrill.owner"])
+                and (pooled or "braindrill.pooled" not in c.labels)
+            ]
         return found
 
 

@@ -68,8 +68,12 @@ async def test_load_spreads_over_every_host(jp_fetch, worker_daemons):  # noqa: 
     assert [r["status"] for r in results] == ["ok"] * 30, results
     used = {r["worker"] for r in results}
     assert used == {"w1", "w2", "w3"}
-    status = await workers(jp_fetch)
-    assert sum(w["completed"] for w in status.values()) >= 30
+
+    async def all_counted():  # a container is removed (and counted) just after its answer
+        status = await workers(jp_fetch)
+        return sum(w["completed"] for w in status.values()) >= 30 and status
+
+    status = await wait_for(all_counted, timeout=30)
     for name, w in status.items():
         assert w["healthy"] and w["slots"] == 2 and w["running"] == 0, w
         assert w["completed"] >= 1, name
@@ -93,8 +97,7 @@ async def test_metrics(jp_fetch):
 
 async def test_a_hung_host_loses_no_request_and_comes_back(jp_fetch, worker_daemons):  # noqa: F811
     victim = worker_daemons[1]
-    # Warm every host up (images copied), so the load below is only about the failure.
-    await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.1)) for _ in range(6)))
+    await warm_up(jp_fetch)
     load = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=1.5))) for _ in range(30)]
 
     async def victim_busy():
@@ -142,14 +145,10 @@ async def test_worker_lost_is_prompt_and_container_removed_on_return(
     worker_daemons,  # noqa: F811
 ):
     victim = worker_daemons[0]
-    # Fill every slot with a long run so that one of them is surely on the victim.
+    await warm_up(jp_fetch)
+    # Fill every slot with a long run so that two of them are surely on the victim.
     runs = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=5))) for _ in range(6)]
-
-    async def victim_running():
-        return (await workers(jp_fetch))[victim.name]["running"] == 2
-
-    await wait_for(victim_running)
-    await asyncio.sleep(1)  # the code is running now
+    ran = await wait_for(lambda: running_on(victim, 2))
     victim.freeze()
     try:
         # Never a hang: every request returns (the deadline is 10 s; this bound is generous).
@@ -161,10 +160,8 @@ async def test_worker_lost_is_prompt_and_container_removed_on_return(
     finally:
         victim.thaw()
 
-    async def containers_gone_from_victim():
-        return not worker_daemons.labelled_containers()[victim.name]
-
-    await wait_for(containers_gone_from_victim, timeout=60)
+    # The lost executions' containers are removed once the host answers again.
+    await wait_for(lambda: gone(victim, ran), timeout=60)
 
 
 async def test_host_without_a_way_to_get_the_image_is_unable(jp_fetch, jp_serverapp):
@@ -179,5 +176,78 @@ async def test_host_without_a_way_to_get_the_image_is_unable(jp_fetch, jp_server
     assert status["w3"]["healthy"]  # a missing image is not a host failure
 
 
+async def warm_up(jp_fetch) -> None:
+    """Run on every host once (images copied), so that what follows is only about a failure."""
+    results = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.5)) for _ in range(6)))
+    assert {r["worker"] for r in results} == {"w1", "w2", "w3"}
+
+
+async def running_on(daemon, n: int) -> set[str]:
+    """The containers on ``daemon`` running a program (their code delivered: ``main.py`` is a
+    process; a warm container still waiting for its code does not count), once there are ``n``."""
+
+    def find():
+        client = daemon.client()
+        try:
+            running = client.containers.list(
+                filters={"label": "braindrill.owner", "status": "running"}
+            )
+            return {
+                c.id
+                for c in running
+                if any("main.py" in " ".join(p) for p in c.top().get("Processes") or [])
+            }
+        finally:
+            client.close()
+
+    found = await asyncio.to_thread(find)
+    return found if len(found) >= n else set()
+
+
+async def gone(daemon, ids: set[str]) -> bool:
+    """Whether none of the containers ``ids`` exists on ``daemon`` any more."""
+
+    def check():
+        client = daemon.client()
+        try:
+            return not ids & {c.id for c in client.containers.list(all=True)}
+        finally:
+            client.close()
+
+    return await asyncio.to_thread(check)
+
+
 async def _no_containers(daemons) -> bool:
-    return not any(daemons.labelled_containers().values())
+    """No execution's container is left (idle warm-pool containers are meant to stay)."""
+    found = await asyncio.to_thread(daemons.labelled_containers, pooled=False)
+    return not any(found.values())
+
+
+async def test_a_host_killed_outright_then_restarted(jp_fetch, worker_daemons):  # noqa: F811
+    victim = worker_daemons[2]
+    await warm_up(jp_fetch)
+    runs = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=5))) for _ in range(6)]
+    ran = await wait_for(lambda: running_on(victim, 2))
+    victim.kill()  # SIGKILL: connections reset, nothing answers
+    results = await asyncio.wait_for(asyncio.gather(*runs), timeout=60)
+    lost = [r for r in results if r["worker"] == victim.name]
+    assert len(lost) == 2 and all(r["status"] == "worker_lost" for r in lost), [
+        (r["worker"], r["status"], r["message"]) for r in results
+    ]
+    assert all(r["status"] == "ok" for r in results if r["worker"] != victim.name)
+    assert not (await workers(jp_fetch))[victim.name]["healthy"]
+    # Work goes on without it.
+    meanwhile = await asyncio.gather(*(post(jp_fetch, "print(2)") for _ in range(4)))
+    assert all(r["status"] == "ok" and r["worker"] != victim.name for r in meanwhile)
+
+    await asyncio.to_thread(victim.start)
+
+    async def back():
+        return (await workers(jp_fetch))[victim.name]["healthy"]
+
+    await wait_for(back, timeout=60)
+    again = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.2)) for _ in range(12)))
+    assert all(r["status"] == "ok" for r in again)
+    assert victim.name in {r["worker"] for r in again}
+    await wait_for(lambda: gone(victim, ran), timeout=60)
+    await wait_for(lambda: _no_containers(worker_daemons), timeout=60)

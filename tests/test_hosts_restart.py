@@ -116,29 +116,36 @@ def test_sigkilled_server_leaves_no_container(tmp_path, worker_daemons):  # noqa
             t.start()
 
         def running_everywhere():
-            found = worker_daemons.labelled_containers()
+            found = worker_daemons.labelled_containers(first.proc.pid, pooled=False)
             return all(found.values()) and found
 
         # One long execution on each host (one slot each), then the server dies.
-        orphans = _poll(running_everywhere, 120, "a container on every host")
+        _poll(running_everywhere, 120, "an execution's container on every host")
         time.sleep(1)
     finally:
         first.kill()
     for t in threads:
         t.join(30)
     assert all(isinstance(a, Exception) for a in answers), answers  # no answer from the dead
-    assert worker_daemons.labelled_containers() == orphans  # left behind by the crash
+    # Left behind by the crash: the executions' containers (and any warm-pool ones).
+    orphans = worker_daemons.labelled_containers(first.proc.pid)
+    assert all(orphans.values()), orphans
 
     second = Server(tmp_path, hosts)
     try:
         _poll(
-            lambda: not any(worker_daemons.labelled_containers().values()),
+            lambda: not any(worker_daemons.labelled_containers(first.proc.pid).values()),
             30,
-            "the restarted server reaped every leftover container",
+            "the restarted server reaped every container the killed one left",
         )
         # And it works.
         result = _request(second.port, "lang/python", "print('after restart')", timeout=120)
         assert result["status"] == "ok" and result["stdout"] == "after restart\n"
     finally:
         second.kill(signal.SIGTERM)
-    assert not any(worker_daemons.labelled_containers().values())
+    # A server stopped cleanly leaves nothing either (its warm containers included).
+    _poll(
+        lambda: not any(worker_daemons.labelled_containers(second.proc.pid).values()),
+        30,
+        "the stopped server left nothing",
+    )
