@@ -47,6 +47,7 @@ HELLO = {
     "go": 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello, world") }\n',
     "rust": 'fn main() { println!("hello, world"); }\n',
     "bash": 'echo "hello, world"\n',
+    "lua": 'print("hello, world")\n',
     "typescript": 'const greeting: string = "hello, world";\nconsole.log(greeting);\n',
 }
 EXPECTED = "hello, world\n"
