@@ -232,6 +232,18 @@ async def test_run_memory_is_separate_from_compile_memory(run):
     assert (result["status"], result["stdout"]) == ("ok", "1\n"), result
 
 
+async def test_compile_output_larger_than_the_run_memory_is_refused_as_oom(run):
+    # The 40 MiB binary in /work (tmpfs, charged as memory) cannot fit under an 8 MiB run limit.
+    code = (
+        "#include <stdio.h>\nstatic char big[40 << 20] = {1};\n"
+        'int main(int argc, char **argv) { printf("%d\\n", big[argc * 12345]); return 0; }\n'
+    )
+    result = await run("c", code, limits={"memory_mib": 8})
+    assert result["status"] == "oom", result
+    assert result["message"].startswith("the run step does not fit in memory_mib=8: ")
+    assert result["stdout"] == ""
+
+
 async def test_compile_memory_above_the_maximum_is_refused(jp_fetch):
     body = json.dumps(
         {"code": "int main(void) { return 0; }", "limits": {"compile_memory_mib": 1 << 20}}
