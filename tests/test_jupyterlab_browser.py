@@ -1,0 +1,167 @@
+"""A real browser: JupyterLab (a ``jupyter lab`` subprocess with the Braindrill extension) in
+headless Chromium driven by Playwright opens a notebook on the Braindrill Python kernel, runs a
+cell, and the output is read back from the page. The screenshot is kept as
+``artifacts/jupyterlab.png``.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` and
+``jupyterlab`` Python packages; Playwright's own browser download is not used. Without them the
+test skips locally and FAILS under CI=true, like the Docker tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import docker
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from braindrill_ext.sandbox import LABEL
+
+from .conftest import IN_CI
+
+pytestmark = pytest.mark.docker
+CHROMIUM = os.environ.get("BRAINDRILL_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = pathlib.Path(__file__).resolve().parent.parent / "artifacts"
+TIMEOUT_S = 120
+CODE = 'import os\nprint("uid", os.getuid(), "answer", 6 * 7)'
+EXPECTED = "uid 65534 answer 42"  # the sandbox's user: the cell ran in a container, not the server
+
+
+def _need(what: str, ok: bool) -> None:
+    if not ok:
+        message = f"the browser test needs {what}"
+        if IN_CI:
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A ``jupyter lab`` server on a free port; yields (base URL, token, pid); stopped after,
+    when none of its containers may be left."""
+    _need("JupyterLab (pip install jupyterlab)", shutil.which("jupyter-lab") is not None)
+    port, token = _free_port(), secrets.token_hex(16)
+    root = tmp_path / "root"
+    root.mkdir()
+    config = {
+        "ServerApp": {
+            "ip": "127.0.0.1",
+            "port": port,
+            "port_retries": 0,
+            "open_browser": False,
+            "allow_root": True,
+            "root_dir": str(root),
+            "jpserver_extensions": {"braindrill_ext": True},
+        },
+        "IdentityProvider": {"token": token},
+        "WarmPools": {"enabled": False},  # every container seen belongs to a cell
+        "LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"},
+    }
+    config_file = tmp_path / "jupyter_server_config.json"
+    config_file.write_text(json.dumps(config))
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    log = open(tmp_path / "jupyterlab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", f"--config={config_file}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(f"{url}/api/status", token, proc)
+        yield url, token, root
+    finally:
+        proc.send_signal(signal.SIGINT)  # twice: Jupyter asks to confirm the first
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    client = docker.from_env()
+    left = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
+    client.close()
+    assert [c["Id"][:12] for c in left if f":{proc.pid}:" in c["Labels"][f"{LABEL}.owner"]] == []
+
+
+def _wait_until_up(url: str, token: str, proc) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("jupyter lab did not come up")
+
+
+def test_jupyterlab_runs_a_cell_in_a_container(jupyterlab):
+    _need(f"Chromium at {CHROMIUM} (apt-get install chromium)", os.path.exists(CHROMIUM))
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("Playwright (pip install playwright)", False)
+    url, token, root = jupyterlab
+    nb = new_notebook(cells=[new_code_cell(CODE)])
+    nb.metadata["kernelspec"] = {
+        "name": "braindrill-python",
+        "display_name": "Python (Braindrill)",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "sandboxed.ipynb")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        try:
+            page.goto(f"{url}/lab/tree/sandboxed.ipynb?token={token}", timeout=TIMEOUT_S * 1000)
+            editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+            editor.wait_for(timeout=TIMEOUT_S * 1000)
+            page.locator(".jp-Notebook-toolbar, .jp-NotebookPanel-toolbar").first.wait_for(
+                timeout=TIMEOUT_S * 1000
+            )
+            # The kernel named in the notebook's metadata starts by itself: wait until the status
+            # bar shows it connected and idle (the toolbar's indicator says idle before that).
+            page.locator(".jp-StatusBar-Widget").filter(
+                has_text="Python (Braindrill) | Idle"
+            ).first.wait_for(timeout=TIMEOUT_S * 1000)
+            editor.click()
+            page.keyboard.press("Shift+Enter")
+            output = page.locator(".jp-OutputArea-output").filter(has_text="answer").first
+            output.wait_for(timeout=TIMEOUT_S * 1000)
+            text = output.inner_text()
+            kernel_name = page.locator(".jp-KernelName").first.inner_text()
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
+            browser.close()
+    assert text.strip() == EXPECTED
+    assert "Braindrill" in kernel_name
