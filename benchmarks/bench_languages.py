@@ -172,7 +172,7 @@ def main(argv=None) -> int:
                     failures,
                 ]
             )
-        leftovers = leftover_containers(server.pid)
+    leftovers = leftover_containers(server.pid)  # after the server stopped: its pools are gone
     print_table(
         f"Hello world end to end, compile + run ({args.runs} runs each, alternating; ms)",
         [
