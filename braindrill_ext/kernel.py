@@ -106,6 +106,7 @@ class BraindrillKernel:
         self._stopping: asyncio.Task | None = None
         self._stopped = asyncio.Event()
         self._topic = f"kernel.{self.kernel_id}.".encode()
+        self._probe: asyncio.Future | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,10 +121,7 @@ class BraindrillKernel:
                     sock.xpub_verbose = 1  # every subscriber's subscription, not just the first
                 self.sockets[name] = sock
                 await self._bind(sock, name)
-        except BaseException:
-            self._close_sockets()
-            raise
-        try:
+            # After binding: a client may connect while the manager starts (first kernel only).
             await self.manager.ensure_started()
         except BaseException:
             self._close_sockets()
@@ -216,12 +214,12 @@ class BraindrillKernel:
 
     async def _recv(self, sock):
         parts = await sock.recv_multipart()
-        idents, parts = self.session.feed_identities(parts)
         try:
+            idents, parts = self.session.feed_identities(parts)
             return idents, self.session.deserialize(parts)
         except Exception as e:  # a bad signature or a malformed message: drop it
             self.log.warning("kernel %s dropped a bad message: %s", self.kernel_id, e)
-            return idents, None
+            return [], None
 
     async def _serve(self, sock, sequential: bool) -> None:
         """Serve shell (one request at a time, in order, as clients expect) or control."""

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import docker
 import pytest
 import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
@@ -18,7 +19,6 @@ from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 from traitlets.config import Config
 
-import docker
 from braindrill_ext import manager
 from braindrill_ext.kernelloop import _started_loop
 from braindrill_ext.manager import RemoteKernelManager
