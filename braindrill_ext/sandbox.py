@@ -201,9 +201,9 @@ class Sandbox:
             try:
                 compile_failed = collector.compile_exit not in (None, 0)
                 exit_code, oom = await asyncio.wait_for(
-                    self.host.call(self._outcome_sync, compile_failed), 10
+                    self.host.call_watched(self._outcome_sync, compile_failed), 10
                 )
-            except (asyncio.TimeoutError, *TRANSPORT_ERRORS) as e:
+            except (asyncio.TimeoutError, HostUnavailable, *TRANSPORT_ERRORS) as e:
                 lost, message = True, f"worker host stopped answering: {_reason(e)}"
         if lost:
             self.host.report_failure(message)
@@ -285,8 +285,8 @@ class Sandbox:
     # -- cleanup -------------------------------------------------------------------------------
     async def _kill(self):
         try:
-            await self.host.call(self._kill_sync)
-        except TRANSPORT_ERRORS as e:
+            await self.host.call_watched(self._kill_sync)
+        except (HostUnavailable, *TRANSPORT_ERRORS) as e:
             self.log.warning("could not kill %s on %s: %s", self.container_id, self.host.name, e)
 
     def _kill_sync(self):
@@ -353,11 +353,17 @@ def _raw(sock):
     return getattr(sock, "_sock", sock)
 
 
+def _pollable(sock):
+    raw = _raw(sock)
+    proc = getattr(raw, "proc", None)  # docker's SSHSocket: the stream is `ssh`'s stdout
+    return proc.stdout if proc is not None else raw
+
+
 def _readable(sock) -> bool:
     """Whether the socket has data or end-of-stream waiting (poll: no FD_SETSIZE limit)."""
     try:
         poller = select.poll()
-        poller.register(_raw(sock), select.POLLIN | select.POLLHUP | select.POLLERR)
+        poller.register(_pollable(sock), select.POLLIN | select.POLLHUP | select.POLLERR)
         return bool(poller.poll(0))
     except (OSError, ValueError):
         return True

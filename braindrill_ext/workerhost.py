@@ -82,7 +82,10 @@ class WorkerHost:
 
         Used by the sandbox for the calls that may block as long as a hung engine lets them:
         creating and starting a container, and reading its output. The thread is left to finish
-        on its own (closing the sandbox's socket wakes a blocked read)."""
+        on its own (closing the sandbox's socket wakes a blocked read). Raises at once on a host
+        already known to be failing."""
+        if not self.healthy:
+            raise HostUnavailable(self.name, self.last_error or "unhealthy")
         work = asyncio.ensure_future(self.call(fn, *args, **kwargs))
         failed = asyncio.get_running_loop().create_future()
         self._failure_waiters.add(failed)

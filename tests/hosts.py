@@ -28,6 +28,7 @@ import docker
 import pytest
 
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TLS_PORT = 2376
 
 
@@ -344,7 +345,7 @@ def worker_daemons():
     if _shared["daemons"] is None:
         problem = _can_run_daemons()
         if problem:
-            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            if IN_CI:
                 pytest.fail(f"CI=true and extra Docker Engines are required: {problem}")
             pytest.skip(problem)
         _shared["daemons"], _shared["stop"] = _start_daemons()

@@ -251,3 +251,27 @@ async def test_a_host_killed_outright_then_restarted(jp_fetch, worker_daemons): 
     assert victim.name in {r["worker"] for r in again}
     await wait_for(lambda: gone(victim, ran), timeout=60)
     await wait_for(lambda: _no_containers(worker_daemons), timeout=60)
+
+
+class TestRetryWhenCreateFails:
+    """A host whose engine refuses to create the sandbox (here: an OCI runtime it does not have)
+    is skipped transparently: the execution runs on another host, the user sees only its result."""
+
+    @pytest.fixture
+    def braindrill_config(self, worker_daemons):  # noqa: F811
+        broken = worker_daemons[0].spec(slots=2, runtime="no-such-runtime")
+        return {
+            "RemoteKernelManager": {
+                "hosts": [broken, worker_daemons[1].spec(slots=2)],
+                "health_interval_s": 60,  # keep the broken host out for the whole test
+                "queue_timeout_s": 120,
+            },
+            "WarmPools": {"enabled": False},
+        }
+
+    async def test_runs_elsewhere(self, jp_fetch):
+        results = await asyncio.gather(*(post(jp_fetch, "print('retried')") for _ in range(4)))
+        assert all(r["status"] == "ok" and r["worker"] == "w2" for r in results), results
+        status = await workers(jp_fetch)
+        assert "no-such-runtime" in status["w1"]["last_error"]
+        assert status["w1"]["completed"] == 0
