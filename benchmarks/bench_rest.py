@@ -11,8 +11,8 @@ loop — on schedule, whatever the completions — at one request per 160 ms tim
 Each ``--server-config`` adds a server (a row) with its own traitlets config::
 
     python benchmarks/bench_rest.py latency \\
-        --server-config "with pool" RemoteKernelManager.pool_size=2 \\
-        --server-config "without pool" RemoteKernelManager.pool_size=0
+        --server-config "with pool" WarmPools.enabled=true \\
+        --server-config "without pool" WarmPools.enabled=false
 
 See benchmarks/README.md.
 """
@@ -81,7 +81,8 @@ def server_specs(args) -> list[ServerSpec]:
 
 
 def report_server(server: JupyterServer) -> None:
-    """After a run: worker status, leftover containers, the server's warnings and errors."""
+    """After a run, before shutdown: worker status, the containers the server has now (warm pool
+    and any still running), its warnings and errors grouped by kind."""
     try:
         print(
             f"[{server.name}] /braindrill/workers: {json.dumps(server.get('/braindrill/workers'))}"
@@ -89,7 +90,7 @@ def report_server(server: JupyterServer) -> None:
     except (OSError, urllib.error.URLError, ValueError) as e:
         print(f"[{server.name}] /braindrill/workers failed: {e}")
     mine = leftover_containers(server.pid)
-    print(f"[{server.name}] labelled containers of this server left now: {len(mine)}")
+    print(f"[{server.name}] its labelled containers now (warm pool, running): {len(mine)}")
     for line in mine:
         print(f"    {line}")
     summary = server.log_summary()
@@ -97,6 +98,16 @@ def report_server(server: JupyterServer) -> None:
     print(f"[{server.name}] {total} warning/error log lines (log: {server.log_path}), by kind:")
     for n, line in summary[:20]:
         print(f"    {n:6d} x {line}")
+
+
+def stop_server(server: JupyterServer) -> None:
+    """Report, stop the server, then list the containers it left behind (there should be none)."""
+    report_server(server)
+    code = server.stop()
+    left = leftover_containers(server.pid)
+    print(f"[{server.name}] stopped (exit {code}); containers it left behind: {len(left)}")
+    for line in left:
+        print(f"    {line}")
 
 
 # -- latency -------------------------------------------------------------------------------------
@@ -172,26 +183,70 @@ class RestServer:
         return None, (result["duration_ms"], result["queued_ms"])
 
     def stop(self):
-        report_server(self.server)
-        self.server.stop()
+        stop_server(self.server)
 
 
-def measure(target, runs: int, warmup: int):
-    """Time ``runs`` runs of ``target`` (after ``warmup`` untimed ones). Returns the times in ms
-    of the good runs, the server's timings of those runs, and a count of the failures."""
-    for _ in range(warmup):
-        target.run()
-    times, timings, errors = [], [], collections.Counter()
-    for _ in range(runs):
-        start = time.perf_counter()
-        problem, timing = target.run()
-        elapsed = (time.perf_counter() - start) * 1000
-        if problem:
-            errors[problem] += 1
-        else:
-            times.append(elapsed)
-            timings.append(timing)
-    return times, timings, errors
+@dataclass
+class Samples:
+    """The timed runs of one target."""
+
+    times: list = field(default_factory=list)  # ms, good runs
+    timings: list = field(default_factory=list)  # the server's (duration_ms, queued_ms) of those
+    errors: collections.Counter = field(default_factory=collections.Counter)
+
+
+def time_once(target, samples: Samples) -> None:
+    start = time.perf_counter()
+    problem, timing = target.run()
+    elapsed = (time.perf_counter() - start) * 1000
+    if problem:
+        samples.errors[problem] += 1
+    else:
+        samples.times.append(elapsed)
+        samples.timings.append(timing)
+
+
+def measure_blocks(targets, runs: int, warmup: int, gap_s: float) -> list[Samples]:
+    """One block per target: a server runs only during its own block."""
+    results = []
+    for target in targets:
+        print(f"latency: {runs} runs of {target.label} ...", flush=True)
+        target.start()
+        try:
+            for _ in range(warmup):
+                target.run()
+            samples = Samples()
+            for _ in range(runs):
+                time.sleep(gap_s)
+                time_once(target, samples)
+        finally:
+            target.stop()
+        results.append(samples)
+    return results
+
+
+def measure_interleaved(targets, runs: int, warmup: int, gap_s: float) -> list[Samples]:
+    """All targets up at once, one run of each in turn: drift in the machine's load hits every
+    target alike. ``gap_s`` lets a server's background work (pool refill) finish before the next
+    target's run."""
+    results = [Samples() for _ in targets]
+    started = []
+    try:
+        for target in targets:
+            target.start()
+            started.append(target)
+        for _ in range(warmup):
+            for target in targets:
+                target.run()
+        print(f"latency: {runs} rounds of {len(targets)} targets, interleaved ...", flush=True)
+        for _ in range(runs):
+            for target, samples in zip(targets, results, strict=True):
+                time.sleep(gap_s)
+                time_once(target, samples)
+    finally:
+        for target in started:
+            target.stop()
+    return results
 
 
 def latency(args, specs: list[ServerSpec]) -> None:
@@ -201,28 +256,26 @@ def latency(args, specs: list[ServerSpec]) -> None:
         targets.append(DockerRun(image))
     if not args.no_host:
         targets.append(HostInterpreter(args.host_python))
+    measure = measure_interleaved if args.interleave else measure_blocks
     rows, breakdown = [], []
-    for target in targets:  # one block per target: a server runs only during its own block
-        print(f"latency: {args.runs} runs of {target.label} ...", flush=True)
-        target.start()
-        try:
-            times, timings, errors = measure(target, args.runs, args.warmup)
-        finally:
-            target.stop()
-        s = summarize(times)
-        failed = ", ".join(f"{n}x {what}" for what, n in errors.items()) or "0"
+    results = measure(targets, args.runs, args.warmup, args.gap)
+    for target, res in zip(targets, results, strict=True):
+        s = summarize(res.times)
+        failed = ", ".join(f"{n}x {what}" for what, n in res.errors.items()) or "0"
         rows.append(
             [target.label, s["n"], failed, s["p50"], s["p90"], s["p99"], s["mean"], s["max"]]
         )
-        if times and timings[0] is not None:
-            exec_ms = summarize(e for e, _ in timings)
-            other_ms = summarize(o for _, o in timings)
-            http_ms = summarize(t - e - o for t, (e, o) in zip(times, timings, strict=True))
+        if res.times and res.timings[0] is not None:
+            exec_ms = summarize(e for e, _ in res.timings)
+            other_ms = summarize(o for _, o in res.timings)
+            http_ms = summarize(t - e - o for t, (e, o) in zip(res.times, res.timings, strict=True))
             breakdown.append(
                 [target.label, exec_ms["p50"], other_ms["p50"], http_ms["p50"], s["p50"]]
             )
+    order = "interleaved" if args.interleave else "one block per target"
     print_table(
-        f'print("hello") end to end, ms ({args.runs} runs each, {args.warmup} warm-up)',
+        f'print("hello") end to end, ms ({args.runs} runs each, {args.warmup} warm-up, {order}, '
+        f"{args.gap:g} s between runs)",
         ["target", "ok", "failed", "p50", "p90", "p99", "mean", "max"],
         rows,
         note=f"Machine: {machine_summary()}",
@@ -316,7 +369,8 @@ def load(args, specs: list[ServerSpec]) -> None:
     mix = MIXES[args.mix]
     runs = []
     for spec in specs:
-        with JupyterServer(spec.config, name=spec.label, log_dir=args.log_dir) as server:
+        server = JupyterServer(spec.config, name=spec.label, log_dir=args.log_dir).start()
+        try:
             for mult in args.rate_multiplier:
                 run = LoadRun(spec.label, mult / SIMULATOR_INTERVAL_S)
                 print(
@@ -327,7 +381,8 @@ def load(args, specs: list[ServerSpec]) -> None:
                 asyncio.run(load_run(server, run, mix, args.duration, args))
                 runs.append((mult, run))
                 time.sleep(args.pause)  # let the engine settle between rates
-            report_server(server)
+        finally:
+            stop_server(server)
     rows, snippet_rows, engine_rows = [], [], []
     for mult, run in runs:
         s = summarize(run.latencies)
@@ -425,6 +480,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--runs", type=int, default=100, help="latency: timed runs per target")
     parser.add_argument("--warmup", type=int, default=3, help="latency: untimed runs first")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="latency: all targets up at once, one run of each in turn (default: one block each)",
+    )
+    parser.add_argument(
+        "--gap", type=float, default=0.0, help="latency: seconds of idle before each timed run"
+    )
     parser.add_argument("--no-docker-run", action="store_true", help="latency: skip docker run")
     parser.add_argument("--no-host", action="store_true", help="latency: skip the interpreter")
     parser.add_argument(
@@ -459,7 +522,8 @@ def main(argv=None) -> int:
         latency(args, specs)
     if args.benchmark in ("load", "all"):
         load(args, specs)
-    print(f"all labelled containers on this engine now: {len(leftover_containers())}")
+    others = leftover_containers()
+    print(f"labelled containers on this engine now, any owner (other users too): {len(others)}")
     return 0
 
 
