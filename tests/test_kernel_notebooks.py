@@ -21,22 +21,19 @@ pytestmark = pytest.mark.docker
 NOTEBOOKS = pathlib.Path(__file__).parent / "notebooks"
 
 
-def outputs(nb) -> list[list[tuple]]:
-    """Each cell's outputs, in order: streams with their text (adjacent chunks of one stream
-    joined), errors with their Braindrill status and message."""
+def outputs(nb) -> list[dict]:
+    """Each cell's outputs: the text of each stream (stdout and stderr are separate pipes, so
+    their relative order is not kept), and errors with their Braindrill status and message."""
     cells = []
     for cell in nb.cells:
-        seen: list[tuple] = []
+        seen: dict = {"stdout": "", "stderr": "", "errors": [], "other": []}
         for out in cell.get("outputs", []):
             if out.output_type == "stream":
-                if seen and seen[-1][:2] == ("stream", out.name):
-                    seen[-1] = ("stream", out.name, seen[-1][2] + out.text)
-                else:
-                    seen.append(("stream", out.name, out.text))
+                seen[out.name] += out.text
             elif out.output_type == "error":
-                seen.append(("error", out.ename, out.evalue))
+                seen["errors"].append((out.ename, out.evalue))
             else:
-                seen.append((out.output_type,))
+                seen["other"].append(out.output_type)
         cells.append(seen)
     return cells
 
