@@ -163,6 +163,9 @@ class Sandbox:
         """
         loop = asyncio.get_running_loop()
         lim = execution.limits
+        # The payload's language decides the compile protocol, not the one the container was
+        # prepared for (a warm container may have been prepared for a variant of it).
+        compiled = execution.language.compile is not None
         emit = None
         if on_output is not None:
 
@@ -170,7 +173,7 @@ class Sandbox:
                 loop.call_soon_threadsafe(on_output, name, text)
 
         collector = OutputCollector(
-            lim.output_bytes, lim.compile_output_bytes if self.language.compile else None, emit
+            lim.output_bytes, lim.compile_output_bytes if compiled else None, emit
         )
         payload = build_payload(execution, lim)
         if _readable(self._sock):
@@ -182,7 +185,7 @@ class Sandbox:
             raise HostUnavailable(self.host.name, f"cannot deliver the code: {_reason(e)}") from e
         started = time.monotonic()
         reader = asyncio.ensure_future(self.host.call_watched(self._read_sync, collector))
-        deadline = lim.timeout_s + (lim.compile_timeout_s if self.language.compile else 0)
+        deadline = lim.timeout_s + (lim.compile_timeout_s if compiled else 0)
         timed_out = lost = False
         message = None
         try:

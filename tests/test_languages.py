@@ -7,6 +7,7 @@ stopped by the compile limits. Then the compile-phase memory limit, separate fro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -277,3 +278,19 @@ async def test_languages_are_listed_with_their_version(jp_fetch):
 async def test_aliases(run, alias, language):
     result = await run(alias, LANGUAGES[language]["hello"])
     assert (result["language"], result["stdout"]) == (language, HELLO), result
+
+
+async def test_compiled_language_after_its_version_probe(run, jp_fetch):
+    # The version probe runs the language without its compile step; a warm container prepared
+    # after it must still run the compile step and its protocol (no raw report in stderr).
+    await jp_fetch("lang", "c", "info", request_timeout=REQUEST_TIMEOUT_S)
+    for _ in range(150):
+        response = await jp_fetch("braindrill", "workers")
+        pools = json.loads(response.body)["workers"][0].get("pool", {})
+        if pools.get("c", {}).get("ready"):
+            break
+        await asyncio.sleep(0.2)
+    code, fragment = LANGUAGES["c"]["warning"]
+    result = await run("c", code)
+    assert (result["status"], result["exit_code"], result["stderr"]) == ("ok", 0, ""), result
+    assert fragment in result["compile_output"]
