@@ -309,14 +309,15 @@ class WorkerDaemons:
         for d in self.daemons:
             client = d.client()
             try:
-                containers = client.containers.list(all=True, filters={"label": "braindrill.owner"})
+                # The low-level list: no inspect per container, so no race with removals.
+                containers = client.api.containers(all=True, filters={"label": "braindrill.owner"})
             finally:
                 client.close()
             found[d.name] = [
-                c.short_id
+                c["Id"][:12]
                 for c in containers
-                if (owner_pid is None or f":{owner_pid}:" in c.labels["braindrill.owner"])
-                and (pooled or "braindrill.pooled" not in c.labels)
+                if (owner_pid is None or f":{owner_pid}:" in c["Labels"]["braindrill.owner"])
+                and (pooled or "braindrill.pooled" not in c["Labels"])
             ]
         return found
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 
+import docker
 import pytest
 
 from tests.hosts import worker_daemons  # noqa: F401 - the session fixture
@@ -189,19 +190,23 @@ async def running_on(daemon, n: int) -> set[str]:
     def find():
         client = daemon.client()
         try:
-            running = client.containers.list(
+            running = client.api.containers(
                 filters={"label": "braindrill.owner", "status": "running"}
             )
-            return {
-                c.id
-                for c in running
-                if any("main.py" in " ".join(p) for p in c.top().get("Processes") or [])
-            }
+            return {c["Id"] for c in running if _runs_main(client, c["Id"])}
         finally:
             client.close()
 
     found = await asyncio.to_thread(find)
     return found if len(found) >= n else set()
+
+
+def _runs_main(client, cid: str) -> bool:
+    try:
+        processes = client.api.top(cid).get("Processes") or []
+    except docker.errors.APIError:  # ended meanwhile
+        return False
+    return any("main.py" in " ".join(p) for p in processes)
 
 
 async def gone(daemon, ids: set[str]) -> bool:
@@ -210,7 +215,7 @@ async def gone(daemon, ids: set[str]) -> bool:
     def check():
         client = daemon.client()
         try:
-            return not ids & {c.id for c in client.containers.list(all=True)}
+            return not ids & {c["Id"] for c in client.api.containers(all=True)}
         finally:
             client.close()
 
