@@ -83,6 +83,7 @@ class Sandbox:
         self.labels = labels
         self.container_id: str | None = None
         self._sock = None
+        self._preparing: asyncio.Future | None = None
         self._refused: str | None = None  # why the run step could not start, after compiling
         self.log = host.log
 
@@ -94,13 +95,11 @@ class Sandbox:
         pool). Raises ``HostUnavailable`` when the host cannot do it: the execution may go
         elsewhere.
         """
-        work = asyncio.ensure_future(self.host.call_watched(self._prepare_sync))
+        # Shielded: if the caller is cancelled, the host thread still finishes creating the
+        # container, and destroy() waits for it before removing.
+        self._preparing = asyncio.ensure_future(self.host.call_watched(self._prepare_sync))
         try:
-            await asyncio.shield(work)
-        except asyncio.CancelledError:
-            # The host thread goes on creating the container: remove it once it is done.
-            work.add_done_callback(lambda _: asyncio.ensure_future(self.destroy()))
-            raise
+            await asyncio.shield(self._preparing)
         except HostUnavailable:
             await self.destroy()
             raise
@@ -147,12 +146,12 @@ class Sandbox:
             labels=labels,
             host_config=host_config,
         )
-        self.container_id = container["Id"]
-        self._sock = api.attach_socket(
-            self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        self.container_id = cid = container["Id"]
+        self._sock = sock = api.attach_socket(
+            cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
         )
-        _raw(self._sock).settimeout(None)
-        api.start(self.container_id)
+        _raw(sock).settimeout(None)
+        api.start(cid)
 
     # -- execute -------------------------------------------------------------------------------
     async def execute(self, execution: Execution, on_output=None) -> Result:
@@ -311,6 +310,11 @@ class Sandbox:
         if not self.host.healthy:  # don't wait on a dead engine; the reaper removes it on return
             self.host.abandon(execution)
             return
+        if self._preparing is not None and not self._preparing.done():
+            await asyncio.shield(asyncio.wait({self._preparing}))
+        if self._sock is not None:  # attached while we waited
+            sock, self._sock = self._sock, None
+            _close(sock)
         if self.container_id is None:
             return
         cid, self.container_id = self.container_id, None
