@@ -46,7 +46,7 @@ class KernelLoop:
         server's lifetime; a manager not started yet is then started on that loop."""
         for stale in [loop for loop in _loops if loop.is_closed()]:
             del _loops[stale]
-        loop = _started_loop(mgr)
+        loop = mgr.loop
         if loop is None:
             loop = asyncio.get_running_loop() if in_server else _background_loop()
         if loop.is_closed():
@@ -90,13 +90,6 @@ async def _version(mgr, language) -> str | None:
         return (await mgr.describe(language)).get("version")
     except Exception:  # a missing image or a saturated engine: no version, not a failed kernel
         return None
-
-
-def _started_loop(mgr) -> asyncio.AbstractEventLoop | None:
-    # The manager records no loop of its own: its start-up future is bound to the loop that
-    # started it (the server's, or the background thread's).
-    started = getattr(mgr, "_started", None)
-    return started.get_loop() if started is not None else None
 
 
 _loops: dict[asyncio.AbstractEventLoop, KernelLoop] = {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
 import os
 import re
 import socket
@@ -16,12 +15,13 @@ import time
 import uuid
 
 import docker
-from traitlets import Dict, Float, Instance, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Dict, Float, Instance, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .errors import HostUnavailable, ImageMissing, InvalidRequest, NoCapacity
 from .execution import Execution, Result, Status
+from .hostspec import check_host_spec, make_client
 from .languages import Language, LanguageRegistry
 from .limits import LimitsPolicy
 from .pool import HostPool, WarmPools
@@ -29,9 +29,6 @@ from .sandbox import LABEL, TRANSPORT_ERRORS, _reason
 from .scheduler import Scheduler
 from .workerhost import WorkerHost
 
-HOST_KEYS = {"name", "url", "slots", "runtime", "tls", "insecure", "images"}
-TLS_KEYS = {"ca", "cert", "key"}
-SCHEMES = ("unix://", "tcp://", "ssh://")
 VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
 
 
@@ -107,7 +104,7 @@ class RemoteKernelManager(LoggingConfigurable):
     def _check_hosts(self, proposal):
         names = set()
         for spec in proposal["value"]:
-            _check_host_spec(spec, names)
+            check_host_spec(spec, names)
         return proposal["value"]
 
     def __init__(self, **kwargs):
@@ -119,6 +116,8 @@ class RemoteKernelManager(LoggingConfigurable):
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._started: asyncio.Future | None = None
+        # The event loop the manager was started on and belongs to (kernels are served on it).
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._versions: dict[tuple[str, str], str] = {}
         self.image_source = self._make_image_source()
         for host in self.workers:
@@ -126,22 +125,7 @@ class RemoteKernelManager(LoggingConfigurable):
             host.image_sources = [self.image_source, *others] if self.image_source else others
 
     def _client(self, url: str, tls: dict | None = None) -> docker.DockerClient:
-        # A fixed API version: no round trip at construction, so a host that is down at start-up
-        # is just unhealthy (and retried by the health loop) instead of breaking the start.
-        kwargs = {"timeout": int(self.docker_timeout_s), "version": self.docker_api_version}
-        if not url:
-            return docker.from_env(**kwargs)
-        if tls:
-            kwargs["tls"] = docker.tls.TLSConfig(
-                client_cert=(tls["cert"], tls["key"]), ca_cert=tls["ca"], verify=True
-            )
-        if url.startswith("ssh://"):
-            kwargs["use_ssh_client"] = True  # shell out to `ssh`: ~/.ssh/config, agent, keys
-        client = docker.DockerClient(base_url=url, **kwargs)
-        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the host's own CA, and
-        # would apply HTTP(S)_PROXY: neither belongs on a Docker API connection.
-        client.api.trust_env = False
-        return client
+        return make_client(url, tls, self.docker_timeout_s, self.docker_api_version)
 
     def _make_pool(self, host: WorkerHost) -> HostPool:
         def labels():
@@ -183,6 +167,7 @@ class RemoteKernelManager(LoggingConfigurable):
     async def ensure_started(self) -> None:
         """Start once; called by the extension app at server start and before any use."""
         if self._started is None:
+            self.loop = asyncio.get_running_loop()
             self._started = asyncio.ensure_future(self.start())
         await asyncio.shield(self._started)
 
@@ -442,47 +427,6 @@ class RemoteKernelManager(LoggingConfigurable):
                 {**h.status(), "pool": self.host_pools[h.name].status()} for h in self.workers
             ],
         }
-
-
-def _check_host_spec(spec, names: set) -> None:
-    """Validate one worker host entry of ``RemoteKernelManager.hosts``; raise ``TraitError``."""
-    if not isinstance(spec, dict):
-        raise TraitError(f"a worker host must be a dict, got {spec!r}")
-    unknown = set(spec) - HOST_KEYS
-    if unknown:
-        raise TraitError(
-            f"worker host {spec} has unknown keys {sorted(unknown)}; allowed: {sorted(HOST_KEYS)}"
-        )
-    name = spec.get("name")
-    if not isinstance(name, str) or not name or name in names or name == "master":
-        raise TraitError(f"every worker host needs a unique name (not 'master'), got {name!r}")
-    names.add(name)
-    url = spec.get("url", "")
-    if not isinstance(url, str) or (url and not url.startswith(SCHEMES)):
-        raise TraitError(f"worker host {name!r}: url {url!r} must start with one of {SCHEMES}")
-    slots = spec.get("slots", 1)
-    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
-        raise TraitError(f"worker host {name!r}: slots must be an integer >= 1, got {slots!r}")
-    tls = spec.get("tls")
-    if tls is not None:
-        if not url.startswith("tcp://"):
-            raise TraitError(f"worker host {name!r}: tls applies to tcp:// urls only, not {url!r}")
-        if not isinstance(tls, dict) or set(tls) != TLS_KEYS:
-            raise TraitError(
-                f"worker host {name!r}: tls must be {{ca, cert, key}} (paths to PEM files), "
-                f"got {tls!r}"
-            )
-    if url.startswith("tcp://") and not tls and spec.get("insecure") is not True:
-        raise TraitError(
-            f"worker host {name!r}: {url} without tls is refused; give tls "
-            "{ca, cert, key} or set insecure: true explicitly"
-        )
-    if url.startswith("ssh://") and importlib.util.find_spec("paramiko") is None:
-        raise TraitError(
-            f"worker host {name!r}: ssh:// needs the paramiko package (pip install 'docker[ssh]')"
-        )
-    if not isinstance(spec.get("images", {}), dict):
-        raise TraitError(f"worker host {name!r}: images must be a dict of language → image")
 
 
 def _expiry(labels: dict) -> float:

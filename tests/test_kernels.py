@@ -20,7 +20,6 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets.config import Config
 
 from braindrill_ext import manager
-from braindrill_ext.kernelloop import _started_loop
 from braindrill_ext.manager import RemoteKernelManager
 from braindrill_ext.sandbox import LABEL
 
@@ -38,7 +37,7 @@ def embedded_manager():
     mgr = RemoteKernelManager(config=Config({"WarmPools": {"enabled": False}}))
     manager.set_current(mgr)
     yield mgr
-    loop = _started_loop(mgr)
+    loop = mgr.loop
     if loop is not None and loop.is_running():
         asyncio.run_coroutine_threadsafe(mgr.stop(), loop).result(TIMEOUT)
     manager.set_current(None)
