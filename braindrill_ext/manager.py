@@ -116,6 +116,8 @@ class RemoteKernelManager(LoggingConfigurable):
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._started: asyncio.Future | None = None
+        # The event loop the manager was started on and belongs to (kernels are served on it).
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._versions: dict[tuple[str, str], str] = {}
         self.image_source = self._make_image_source()
         for host in self.workers:
@@ -165,6 +167,7 @@ class RemoteKernelManager(LoggingConfigurable):
     async def ensure_started(self) -> None:
         """Start once; called by the extension app at server start and before any use."""
         if self._started is None:
+            self.loop = asyncio.get_running_loop()
             self._started = asyncio.ensure_future(self.start())
         await asyncio.shield(self._started)
 
