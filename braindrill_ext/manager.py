@@ -25,7 +25,8 @@ from .hostspec import check_host_spec, make_client
 from .languages import Language, LanguageRegistry
 from .limits import LimitsPolicy
 from .pool import HostPool, WarmPools
-from .sandbox import LABEL, TRANSPORT_ERRORS, _reason
+from .reaper import Reaper
+from .sandbox import LABEL, _reason
 from .scheduler import Scheduler
 from .workerhost import WorkerHost
 
@@ -112,6 +113,7 @@ class RemoteKernelManager(LoggingConfigurable):
         self.owner = f"{self.master_id}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.workers = [self._make_host(spec) for spec in (self.hosts or [{"name": "local"}])]
         self.scheduler = Scheduler(self.workers, self.queue_size, self.queue_timeout_s)
+        self.reaper = Reaper(self.owner, self.master_id, self.log)
         self.host_pools = {h.name: self._make_pool(h) for h in self.workers}
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
@@ -219,46 +221,7 @@ class RemoteKernelManager(LoggingConfigurable):
         by an execution whose host stopped answering, or owned by a process of this master that
         is gone (a crash). Called at start, every ``reap_interval_s``, and when a host comes back.
         Returns how many were removed."""
-        results = await asyncio.gather(
-            *(self._reap_host(h) for h in self.workers if h.healthy), return_exceptions=True
-        )
-        return sum(r for r in results if isinstance(r, int))
-
-    async def _reap_host(self, host: WorkerHost) -> int:
-        containers = await host.call(
-            host.client.api.containers, all=True, filters={"label": f"{LABEL}.owner"}
-        )
-        now, removed = time.time(), 0
-        for c in containers:
-            labels = c.get("Labels") or {}
-            owner = labels.get(f"{LABEL}.owner", "")
-            execution = labels.get(f"{LABEL}.execution", "")
-            abandoned = owner == self.owner and execution in host.abandoned
-            if owner == self.owner and now < _expiry(labels) and not abandoned:
-                continue
-            if abandoned or now >= _expiry(labels) or self._owner_is_dead(owner):
-                try:
-                    await host.call(host.client.api.remove_container, c["Id"], force=True)
-                    removed += 1
-                    host.abandoned.pop(execution, None)
-                except TRANSPORT_ERRORS as e:
-                    self.log.debug("reaper: %s on %s: %s", c["Id"][:12], host.name, e)
-        if removed:
-            self.log.info("reaper removed %d leftover containers on %s", removed, host.name)
-        return removed
-
-    def _owner_is_dead(self, owner: str) -> bool:
-        master, _, rest = owner.partition(":")
-        pid = rest.partition(":")[0]
-        if master != self.master_id or not pid.isdigit() or owner == self.owner:
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return int(pid) == os.getpid()  # an earlier manager of this very process
+        return await self.reaper.sweep([h for h in self.workers if h.healthy])
 
     # -- executions ------------------------------------------------------------------------------
     def make_execution(
@@ -427,13 +390,6 @@ class RemoteKernelManager(LoggingConfigurable):
                 {**h.status(), "pool": self.host_pools[h.name].status()} for h in self.workers
             ],
         }
-
-
-def _expiry(labels: dict) -> float:
-    try:
-        return float(labels.get(f"{LABEL}.expires", "inf"))
-    except ValueError:
-        return 0.0
 
 
 def _safe_file_name(name: str) -> bool:

@@ -202,7 +202,7 @@ async def test_reaper_removes_containers_of_a_dead_owner():
             },
         )
         removed = await manager.reap()
-        names = {c.id for c in client.containers.list(all=True)}
+        names = {c["Id"] for c in client.api.containers(all=True)}
         assert container.id not in names
         assert expired.id not in names
         assert alive.id in names  # its owner process lives: not ours to remove
