@@ -104,6 +104,8 @@ class HostPool:
         if high == 0:
             return None
         pool = self._pool(lang)
+        if pool.language != lang:  # a variant (e.g. the version probe): not what the pool holds
+            return None
         pool.last_used = time.monotonic()
         if any(
             getattr(execution.limits, k, None) != getattr(pool.limits, k, None)

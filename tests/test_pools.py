@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import docker
 import pytest
@@ -79,7 +80,8 @@ class TestWarm:
         client = docker.from_env()
         try:
             for c in client.api.containers(filters={"label": "braindrill.owner"}):
-                if c["Labels"].get("braindrill.pooled") == "1":
+                ours = f":{os.getpid()}:" in c["Labels"]["braindrill.owner"]
+                if ours and c["Labels"].get("braindrill.pooled") == "1":
                     client.api.remove_container(c["Id"], force=True)
         finally:
             client.close()
