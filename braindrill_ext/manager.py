@@ -137,7 +137,7 @@ class RemoteKernelManager(LoggingConfigurable):
                 f"{LABEL}.execution": "pool-" + uuid.uuid4().hex[:12],
             }
 
-        return HostPool(host, self.pools, labels, self.limits.defaults, self.log)
+        return HostPool(host, self.pools, self.registry, labels, self.limits.defaults, self.log)
 
     def _make_host(self, spec: dict) -> WorkerHost:
         return WorkerHost(

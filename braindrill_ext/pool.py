@@ -75,9 +75,10 @@ class HostPool:
     """The warm containers of one worker host. Used by the remote kernel manager: ``take()`` in
     ``_run_on``, ``make_room()`` before a cold start, ``maintain()`` from its periodic loop."""
 
-    def __init__(self, host, policy: WarmPools, labels, limits_for, log):
+    def __init__(self, host, policy: WarmPools, registry, labels, limits_for, log):
         self.host = host
         self.policy = policy
+        self.registry = registry  # pools hold the registry's languages only
         self.labels = labels  # () -> the labels of a new warm container
         self.limits_for = limits_for  # Language -> default Limits
         self.log = log
@@ -103,9 +104,9 @@ class HostPool:
         low, high = self.policy.bounds(lang.name)
         if high == 0:
             return None
-        pool = self._pool(lang)
-        if pool.language != lang:  # a variant (e.g. the version probe): not what the pool holds
+        if lang is not self.registry.get(lang.name):  # a variant (the version probe): go cold
             return None
+        pool = self._pool(lang)
         pool.last_used = time.monotonic()
         if any(
             getattr(execution.limits, k, None) != getattr(pool.limits, k, None)
