@@ -24,7 +24,6 @@ import asyncio
 import collections
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -48,6 +47,7 @@ from common import (
     print_table,
     summarize,
 )
+from openloop import LoadRun, load_run, print_load_tables
 
 HELLO = 'print("hello")\n'
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
@@ -291,80 +291,6 @@ def latency(args, specs: list[ServerSpec]) -> None:
 
 
 # -- load ----------------------------------------------------------------------------------------
-@dataclass
-class LoadRun:
-    """What one open-loop run saw."""
-
-    label: str
-    rate_hz: float
-    sent: int = 0
-    outcomes: collections.Counter = field(default_factory=collections.Counter)
-    latencies: list = field(default_factory=list)  # ms, scheduled send → response, HTTP 200 only
-    per_snippet: dict = field(default_factory=lambda: collections.defaultdict(list))
-    engine: list = field(default_factory=list)  # (exec ms, outside-exec ms) per HTTP 200
-    max_in_flight: int = 0
-    max_send_lag_ms: float = 0.0
-    drain_s: float = 0.0
-
-
-async def load_run(server: JupyterServer, run: LoadRun, mix: dict, duration_s: float, args):
-    """Send ``mix`` snippets at ``run.rate_hz`` on schedule for ``duration_s``; wait for all."""
-    from tornado.httpclient import AsyncHTTPClient
-
-    client = AsyncHTTPClient(
-        force_instance=True,
-        max_clients=100_000,  # never queue in the client: this is an open loop
-        defaults={"connect_timeout": 10, "request_timeout": args.request_timeout},
-    )
-    loop = asyncio.get_running_loop()
-    rng = random.Random(args.seed)
-    names = sorted(mix)
-    in_flight = 0
-
-    async def one(name: str, scheduled: float):
-        nonlocal in_flight
-        in_flight += 1
-        run.max_in_flight = max(run.max_in_flight, in_flight)
-        try:
-            response = await client.fetch(
-                server.url + "/lang/python",
-                method="POST",
-                body=mix[name].encode(),
-                headers={**server.headers, **TEXT},
-                raise_error=False,
-            )
-        finally:
-            in_flight -= 1
-        elapsed = (loop.time() - scheduled) * 1000
-        if response.code != 200:
-            reason = f"HTTP {response.code}"
-            if response.code == 599:
-                reason += f" {type(response.error).__name__}: {response.error}"
-            run.outcomes[reason] += 1
-            return
-        result = json.loads(response.body)
-        run.outcomes[result["status"]] += 1
-        run.latencies.append(elapsed)
-        run.per_snippet[name].append((elapsed, result["status"]))
-        run.engine.append((result["duration_ms"], result["queued_ms"]))
-
-    interval = 1 / run.rate_hz
-    start = loop.time()
-    tasks = []
-    while run.sent * interval < duration_s:
-        scheduled = start + run.sent * interval
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        run.max_send_lag_ms = max(run.max_send_lag_ms, (loop.time() - scheduled) * 1000)
-        tasks.append(asyncio.ensure_future(one(rng.choice(names), scheduled)))
-        run.sent += 1
-    sent_at = loop.time()
-    await asyncio.gather(*tasks)
-    run.drain_s = loop.time() - sent_at
-    client.close()
-
-
 def load(args, specs: list[ServerSpec]) -> None:
     mix = MIXES[args.mix]
     runs = []
@@ -378,80 +304,21 @@ def load(args, specs: list[ServerSpec]) -> None:
                     f"for {args.duration:g} s ...",
                     flush=True,
                 )
-                asyncio.run(load_run(server, run, mix, args.duration, args))
+                asyncio.run(
+                    load_run(
+                        server,
+                        run,
+                        mix,
+                        args.duration,
+                        seed=args.seed,
+                        request_timeout_s=args.request_timeout,
+                    )
+                )
                 runs.append((mult, run))
                 time.sleep(args.pause)  # let the engine settle between rates
         finally:
             stop_server(server)
-    rows, snippet_rows, engine_rows = [], [], []
-    for mult, run in runs:
-        s = summarize(run.latencies)
-        http_ok = len(run.latencies)
-        statuses = {k: v for k, v in run.outcomes.items() if not k.startswith("HTTP")}
-        http_errors = {k: v for k, v in run.outcomes.items() if k.startswith("HTTP")}
-        name = f"{run.label} @ {mult:g}x ({run.rate_hz:.2f}/s)"
-        rows.append(
-            [
-                name,
-                run.sent,
-                http_ok,
-                statuses.get("ok", 0),
-                _counts({k: v for k, v in statuses.items() if k != "ok"}),
-                _counts(http_errors),
-                s["mean"],
-                s["p50"],
-                s["p90"],
-                s["p99"],
-                s["max"],
-                run.max_in_flight,
-                run.max_send_lag_ms,
-            ]
-        )
-        for snippet in sorted(run.per_snippet):
-            lat = run.per_snippet[snippet]
-            ss = summarize(t for t, _ in lat)
-            counts = collections.Counter(st for _, st in lat)
-            snippet_rows.append([name, snippet, ss["n"], _counts(counts), ss["p50"], ss["p99"]])
-        e, o = summarize(x for x, _ in run.engine), summarize(y for _, y in run.engine)
-        engine_rows.append([name, e["p50"], e["p99"], o["p50"], o["p99"], run.drain_s])
-    print_table(
-        f"Simulator mix '{args.mix}', open loop, {args.duration:g} s per rate "
-        "(latency in ms over HTTP 200 answers, from the scheduled send time)",
-        [
-            "server @ rate",
-            "sent",
-            "completed (HTTP 200)",
-            "ok",
-            "non-ok statuses",
-            "HTTP errors",
-            "avg",
-            "p50",
-            "p90",
-            "p99",
-            "max",
-            "max in flight",
-            "max send lag",
-        ],
-        rows,
-        note=f"Machine: {machine_summary()}",
-    )
-    print_table(
-        "Per snippet (ms)",
-        ["server @ rate", "snippet", "n", "statuses", "p50", "p99"],
-        snippet_rows,
-    )
-    print_table(
-        "Where the time goes under load (server-reported, ms)",
-        ["server @ rate", "exec p50", "exec p99", "queued_ms p50", "queued_ms p99", "drain s"],
-        engine_rows,
-        note="exec = duration_ms (payload delivered → program exited); queued_ms = wait for a "
-        "slot + container create/attach/start + remove; drain = time after the last send until "
-        "the last answer.",
-    )
-
-
-def _counts(counter: dict) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())) or "0"
+    print_load_tables(runs, args.mix, args.duration)
 
 
 # -- command line --------------------------------------------------------------------------------
