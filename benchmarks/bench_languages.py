@@ -12,13 +12,9 @@ Needs the runtime images (``braindrill-images prepare``) and the project install
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import replace
 
 from common import (
@@ -61,22 +57,8 @@ class Rest:
 
     def run(self, code: str) -> tuple[str | None, float | None]:
         """Returns what went wrong (or None) and the engine's own duration_ms."""
-        req = urllib.request.Request(
-            f"{self.server.url}/lang/{urllib.parse.quote(self.language)}",
-            data=json.dumps({"code": code}).encode(),
-            headers={**self.server.headers, "Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
-                result = json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return f"HTTP {e.code}", None
-        except OSError as e:
-            return f"{type(e).__name__}: {e}", None
-        if result["status"] != "ok" or result["stdout"] != EXPECTED:
-            return f"status {result['status']}: {result.get('message')}", None
-        return None, result["duration_ms"]
+        problem, result = self.server.execute(self.language, code, EXPECTED, self.timeout_s)
+        return problem, result and result["duration_ms"]
 
 
 class DockerRun:

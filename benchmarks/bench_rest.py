@@ -165,22 +165,8 @@ class RestServer:
 
     def run(self) -> tuple[str | None, tuple[float, float] | None]:
         """Returns what went wrong (or None) and the server's (duration_ms, queued_ms)."""
-        req = urllib.request.Request(
-            self.server.url + "/lang/python",
-            data=HELLO.encode(),
-            headers={**self.server.headers, **TEXT},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
-                result = json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return f"HTTP {e.code}", None
-        except OSError as e:
-            return f"{type(e).__name__}: {e}", None
-        if result["status"] != "ok" or result["stdout"] != "hello\n":
-            return f"status {result['status']}", None
-        return None, (result["duration_ms"], result["queued_ms"])
+        problem, result = self.server.execute("python", HELLO, "hello\n", self.timeout_s)
+        return problem, result and (result["duration_ms"], result["queued_ms"])
 
     def stop(self):
         stop_server(self.server)

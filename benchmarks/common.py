@@ -235,6 +235,29 @@ class JupyterServer:
         with urllib.request.urlopen(req, timeout=timeout_s) as response:
             return json.loads(response.read())
 
+    def execute(
+        self, language: str, code: str, expected: str, timeout_s: float
+    ) -> tuple[str | None, dict | None]:
+        """``POST /lang/<language>`` with ``code`` as the body. Returns what went wrong (an HTTP
+        error, a failed connection, a status other than ok or output other than ``expected``) or
+        None, and the JSON result when it is good."""
+        req = urllib.request.Request(
+            f"{self.url}/lang/{language}",
+            data=code.encode(),
+            headers={**self.headers, "Content-Type": "text/plain; charset=utf-8"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as response:
+                result = json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return f"HTTP {e.code}", None
+        except OSError as e:
+            return f"{type(e).__name__}: {e}", None
+        if result["status"] != "ok" or result["stdout"] != expected:
+            return f"status {result['status']}: {result.get('message')}", None
+        return None, result
+
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """Stop the server with SIGTERM (its extensions shut down cleanly), SIGKILL if it hangs.
         Returns its exit code."""
