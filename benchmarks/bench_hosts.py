@@ -77,7 +77,12 @@ def throughput(daemons, args) -> None:
             run = LoadRun(f"{n} host(s) x {args.slots} slots", 1 / SIMULATOR_INTERVAL_S)
             print(f"load: {run.label} for {args.duration:g} s ...", flush=True)
             started = time.monotonic()
-            asyncio.run(load_run(server, run, mix, args.duration, args))
+            asyncio.run(
+                load_run(
+                    server, run, mix, args.duration,
+                    seed=args.seed, request_timeout_s=args.request_timeout,
+                )
+            )  # fmt: skip
             wall = time.monotonic() - started
             workers = server.get("/braindrill/workers")["workers"]
         s = summarize(run.latencies)
