@@ -291,7 +291,6 @@ class RemoteKernelManager(LoggingConfigurable):
                 return sandbox, await self._execute(host, sandbox, execution, on_output)
             except HostUnavailable as e:  # the warm container died while it waited: go cold
                 self.log.info("warm container on %s unusable (%s); cold start", host.name, e)
-        pool.make_room()
         image = await host.image_for(execution.language)
         labels = {
             f"{LABEL}.owner": self.owner,

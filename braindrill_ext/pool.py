@@ -2,8 +2,9 @@
 waiting for its code. A pooled container has never run user code and is used exactly once.
 
 Capacity: pooled containers count against the host's slots. A pool fills only while
-``running + pooled < slots`` and gives a container back (destroys it) when an execution of another
-language needs the room, so a pool never starves real executions.
+``running + pooled < slots``, so under load it stops refilling and drains through its hits; it
+never blocks an execution (the scheduler admits on running executions alone) and never destroys a
+warm container to make room (that would waste the engine's work creating it).
 Sizing: a language's target starts at its minimum, grows by one on every miss (up to its maximum),
 shrinks by one after ``shrink_after_s`` without a hit; an idle container older than ``ttl_s`` is
 replaced. A pool that cannot fill (image missing, engine error) backs off, and executions take the
@@ -73,7 +74,7 @@ class _LanguagePool:
 
 class HostPool:
     """The warm containers of one worker host. Used by the remote kernel manager: ``take()`` in
-    ``_run_on``, ``make_room()`` before a cold start, ``maintain()`` from its periodic loop."""
+    ``_run_on``, ``fill()`` when a slot frees, ``maintain()`` from its periodic loop."""
 
     def __init__(self, host, policy: WarmPools, registry, labels, limits_for, log):
         self.host = host
@@ -127,22 +128,6 @@ class HostPool:
             pool.hits += 1
         self.fill()
         return sandbox
-
-    def make_room(self) -> None:
-        """Give back warm containers while running + pooled exceed the slots. Called before a cold
-        start, whose container needs the room."""
-        excess = self.host.running + self.pooled - self.host.slots
-        while excess > 0:
-            oldest = min(
-                (p for p in self.pools.values() if p.ready),
-                key=lambda p: p.ready[0][1],
-                default=None,
-            )
-            if oldest is None:
-                return
-            sandbox, _ = oldest.ready.popleft()
-            self._spawn(sandbox.destroy())
-            excess -= 1
 
     def fill(self) -> None:
         """Start creating warm containers where a pool is below target and the host has room."""
