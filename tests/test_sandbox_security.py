@@ -177,30 +177,15 @@ async def test_reaper_removes_containers_of_a_dead_owner():
     try:
         lang_image = await manager.workers[0].image_for(manager.registry.get("python"))
         dead_pid = 2**22 + 17  # above pid_max: no such process
-        container = client.containers.create(
-            lang_image,
-            ["sleep", "60"],
-            labels={
-                f"{LABEL}.owner": f"{manager.master_id}:{dead_pid}:abc",
-                f"{LABEL}.expires": str(int(time.time()) + 3600),
-            },
-        )
-        alive = client.containers.create(
-            lang_image,
-            ["sleep", "60"],
-            labels={
-                f"{LABEL}.owner": f"{manager.master_id}:{os.getppid()}:abc",
-                f"{LABEL}.expires": str(int(time.time()) + 3600),
-            },
-        )
-        expired = client.containers.create(
-            lang_image,
-            ["sleep", "60"],
-            labels={
-                f"{LABEL}.owner": f"elsewhere:{os.getppid()}:abc",
-                f"{LABEL}.expires": str(int(time.time()) - 1),
-            },
-        )
+
+        def labelled(owner: str, expires_in: int):
+            expires = str(int(time.time()) + expires_in)
+            labels = {f"{LABEL}.owner": owner, f"{LABEL}.expires": expires}
+            return client.containers.create(lang_image, ["sleep", "60"], labels=labels)
+
+        container = labelled(f"{manager.master_id}:{dead_pid}:abc", 3600)
+        alive = labelled(f"{manager.master_id}:{os.getppid()}:abc", 3600)
+        expired = labelled(f"elsewhere:{os.getppid()}:abc", -1)
         removed = await manager.reap()
         names = {c["Id"] for c in client.api.containers(all=True)}
         assert container.id not in names
