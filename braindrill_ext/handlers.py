@@ -21,6 +21,7 @@ from .errors import (
 
 AUTH_RESOURCE = "braindrill"
 JSON_KEYS = {"code", "stdin", "args", "files", "limits"}
+HOST_RETRY_AFTER_S = 5  # Retry-After when no worker host could start an execution
 FORMATS = {"application/json": "json", "text/plain": "text", "text/event-stream": "events"}
 
 
@@ -36,6 +37,8 @@ class BraindrillHandler(APIHandler):
         cause = getattr(exc, "__cause__", None)
         if isinstance(cause, NoCapacity):
             self.set_header("Retry-After", str(cause.retry_after))
+        elif isinstance(cause, HostUnavailable):
+            self.set_header("Retry-After", str(HOST_RETRY_AFTER_S))
         super().write_error(status_code, **kwargs)
 
     def engine_error(self, e: Exception) -> web.HTTPError:
@@ -46,11 +49,8 @@ class BraindrillHandler(APIHandler):
             return web.HTTPError(413, str(e))
         if isinstance(e, InvalidRequest):
             return web.HTTPError(400, str(e))
-        if isinstance(e, HostUnavailable):
-            e = NoCapacity(str(e), retry_after=5)
-            raise web.HTTPError(503, str(e)) from e
-        if isinstance(e, NoCapacity):
-            return web.HTTPError(503, str(e))
+        if isinstance(e, (HostUnavailable, NoCapacity)):
+            return web.HTTPError(503, str(e))  # write_error adds Retry-After
         raise e
 
 
