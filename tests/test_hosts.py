@@ -131,13 +131,7 @@ async def test_a_hung_host_loses_no_request_and_comes_back(jp_fetch, worker_daem
 
     # The host answers again: back in scheduling, used again, and the containers of the
     # executions lost on it are removed.
-    async def back():
-        return (await workers(jp_fetch))[victim.name]["healthy"]
-
-    await wait_for(back, timeout=60)
-    again = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.2)) for _ in range(12)))
-    assert all(r["status"] == "ok" for r in again)
-    assert victim.name in {r["worker"] for r in again}
+    await _used_again(jp_fetch, victim)
     await wait_for(lambda: _no_containers(worker_daemons), timeout=60)
 
 
@@ -247,13 +241,7 @@ async def test_a_host_killed_outright_then_restarted(jp_fetch, worker_daemons): 
 
     await asyncio.to_thread(victim.start)
 
-    async def back():
-        return (await workers(jp_fetch))[victim.name]["healthy"]
-
-    await wait_for(back, timeout=60)
-    again = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.2)) for _ in range(12)))
-    assert all(r["status"] == "ok" for r in again)
-    assert victim.name in {r["worker"] for r in again}
+    await _used_again(jp_fetch, victim)
     await wait_for(lambda: gone(victim, ran), timeout=60)
     await wait_for(lambda: _no_containers(worker_daemons), timeout=60)
 
@@ -280,3 +268,15 @@ class TestRetryWhenCreateFails:
         status = await workers(jp_fetch)
         assert "no-such-runtime" in status["w1"]["last_error"]
         assert status["w1"]["completed"] == 0
+
+
+async def _used_again(jp_fetch, victim) -> None:
+    """Wait until ``victim`` is healthy again, then check it takes part of a new batch."""
+
+    async def back():
+        return (await workers(jp_fetch))[victim.name]["healthy"]
+
+    await wait_for(back, timeout=60)
+    again = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.2)) for _ in range(12)))
+    assert all(r["status"] == "ok" for r in again)
+    assert victim.name in {r["worker"] for r in again}

@@ -35,20 +35,30 @@ def _compose() -> list[str] | None:
 
 
 @pytest.fixture
-def compose_config():
-    compose = _compose()
-    if compose is None:
+def compose():
+    """The compose command; without one the test skips locally and fails under CI=true."""
+    command = _compose()
+    if command is None:
         if IN_CI:
             pytest.fail("CI=true and no docker-compose / docker compose to validate the file")
         pytest.skip("no docker-compose / docker compose")
-    env = {**os.environ, "BRAINDRILL_TOKEN": "test-token"}
-    done = subprocess.run(
+    return command
+
+
+def _config(compose, env) -> subprocess.CompletedProcess:
+    """``<compose> config`` of the repository's docker-compose.yaml under ``env``."""
+    return subprocess.run(
         [*compose, "-f", str(ROOT / "docker-compose.yaml"), "config"],
         capture_output=True,
         text=True,
         env=env,
         cwd=ROOT,
     )
+
+
+@pytest.fixture
+def compose_config(compose):
+    done = _config(compose, {**os.environ, "BRAINDRILL_TOKEN": "test-token"})
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
 
@@ -89,18 +99,8 @@ def _mounts(volumes) -> dict:
     return found
 
 
-def test_compose_refuses_to_start_without_a_token():
-    compose = _compose()
-    if compose is None:
-        pytest.skip("no docker-compose / docker compose")
-    env = {k: v for k, v in os.environ.items() if k != "BRAINDRILL_TOKEN"}
-    done = subprocess.run(
-        [*compose, "-f", str(ROOT / "docker-compose.yaml"), "config"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+def test_compose_refuses_to_start_without_a_token(compose):
+    done = _config(compose, {k: v for k, v in os.environ.items() if k != "BRAINDRILL_TOKEN"})
     assert done.returncode != 0
     assert "BRAINDRILL_TOKEN" in done.stderr
 
