@@ -8,6 +8,7 @@ compile command, the run command and default limits. Adding a language is adding
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager
 
@@ -31,6 +32,9 @@ class Language:
     language_info: dict = field(default_factory=dict)
     network: bool = False
     resource_dir: str = ""
+    # The interpreter started with the container, before the code arrives (argv, then the source
+    # file name): it runs the payload itself instead of the bootstrap. Interpreted languages only.
+    prestart: tuple[str, ...] | None = None
 
     @property
     def kernel_name(self) -> str:
@@ -45,6 +49,12 @@ class Language:
     def from_kernelspec(cls, kernel_name: str, spec) -> Language:
         meta = spec.metadata["braindrill"]
         compile_cmd = meta.get("compile")
+        prestart = meta.get("prestart")
+        if prestart:
+            if compile_cmd:
+                raise ValueError(f"{kernel_name}: a compiled language cannot have a prestart")
+            script = Path(spec.resource_dir, prestart["script"]).read_text()
+            prestart = (*prestart["argv"], script)
         return cls(
             name=kernel_name.removeprefix(KERNEL_PREFIX),
             display_name=spec.display_name,
@@ -59,6 +69,7 @@ class Language:
             language_info=dict(meta.get("language_info", {})),
             network=bool(meta.get("network", False)),
             resource_dir=spec.resource_dir,
+            prestart=prestart or None,
         )
 
 

@@ -365,7 +365,9 @@ class RemoteKernelManager(LoggingConfigurable):
     async def _version(self, language: Language, image: str) -> str | None:
         key = (language.name, image)
         if key not in self._versions:
-            probe = dataclasses.replace(language, run=language.version_command, compile=None)
+            probe = dataclasses.replace(
+                language, run=language.version_command, compile=None, prestart=None
+            )
             execution = Execution(probe, "", self.limits.defaults(language))
             try:
                 result = await self.run(execution)

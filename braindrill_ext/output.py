@@ -1,5 +1,5 @@
 """Reading a sandbox's output: capped while it streams, decoded incrementally, with the compile
-step's report split off (see bootstrap.sh for the header the compile step writes)."""
+step's report and the exit report split off (see bootstrap.sh for what the sandbox writes)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from collections.abc import Callable
 STDOUT, STDERR = 1, 2
 NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 COMPILE_MARK = b"\x1ebraindrill-compile "
+EXIT_MARK = b"\x1ebraindrill-exit "
 MAX_HEADER = 64
+
+
+def exit_mark(token: str) -> bytes:
+    """The start of the exit report: the sandbox writes ``<mark><exit code>\n`` on stderr once the
+    program has exited, so that its result is known before the container has finished stopping.
+    The token, random per execution, keeps output that merely looks like a report from ending the
+    read early."""
+    return EXIT_MARK + token.encode() + b" "
 
 
 class OutputCollector:
@@ -24,6 +33,7 @@ class OutputCollector:
         output_bytes: int,
         compile_output_bytes: int | None = None,
         on_output: Callable[[str, str], None] | None = None,
+        exit_token: str | None = None,
     ):
         self.cap = output_bytes
         self.on_output = on_output
@@ -39,10 +49,21 @@ class OutputCollector:
         self.compile_done = False  # the whole report arrived: the run step may be started
         self.compile_output = bytearray()
         self.compile_truncated = False
+        # The exit report: stderr that may be the start of it is held back until it is known.
+        self._exit_mark = exit_mark(exit_token) if exit_token else None
+        self._held = b""
+        self.exit_code: int | None = None  # from the exit report: the program has exited
+
+    @property
+    def done(self) -> bool:
+        """The exit report arrived: nothing more to read."""
+        return self.exit_code is not None
 
     def feed(self, stream: int, chunk: bytes) -> bool:
         if stream == STDERR and self._header is not None:
             chunk = self._take_compile_report(chunk)
+        if stream == STDERR and self._exit_mark is not None and chunk:
+            chunk = self._take_exit_report(chunk)
         if stream not in self.data or not chunk:
             return not self.overflow
         buf = self.data[stream]
@@ -89,6 +110,33 @@ class OutputCollector:
             self.compile_done = True
             return rest
         return self._take_compile_report(rest)
+
+    def _take_exit_report(self, chunk: bytes) -> bytes:
+        data, mark = self._held + chunk, self._exit_mark
+        self._held = b""
+        start = data.find(mark)
+        if start >= 0:
+            end = data.find(b"\n", start)
+            if end < 0 and len(data) - start < len(mark) + 8:
+                self._held = data[start:]
+            elif end >= 0 and data[start + len(mark) : end].isdigit():
+                self.exit_code = int(data[start + len(mark) : end])
+            else:  # not a report after all
+                return data
+            return data[:start]
+        # Hold back a tail that could be the start of a report split across frames.
+        tail = data.rfind(b"\x1e", max(len(data) - len(mark), 0))
+        if tail >= 0 and mark.startswith(data[tail:]):
+            self._held = data[tail:]
+            return data[:tail]
+        return data
+
+    def finish(self) -> None:
+        """End of stream: stderr held back as a possible exit report was plain stderr."""
+        held, self._held = self._held, b""
+        if held:
+            self._exit_mark = None
+            self.feed(STDERR, held)
 
     def text(self, stream: int) -> str:
         return bytes(self.data[stream]).decode("utf-8", "replace")

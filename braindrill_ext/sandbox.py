@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import secrets
 import select
 import shlex
 import socket
@@ -38,10 +39,10 @@ LABEL = "braindrill"
 TRANSPORT_ERRORS = (DockerException, RequestException, OSError)
 
 
-def build_payload(execution: Execution, limits: Limits) -> bytes:
+def build_payload(execution: Execution, limits: Limits, exit_token: str) -> bytes:
     """The framed payload the bootstrap reads: ``<size>\\n`` then a tar of the work directory."""
     lang = execution.language
-    job = [f"BD_TIMEOUT={limits.timeout_s + GRACE_S:g}"]
+    job = [f"BD_TIMEOUT={limits.timeout_s + GRACE_S:g}", f"BD_EXIT_TOKEN={exit_token}"]
     if lang.compile:
         job += [
             f"BD_COMPILE={shlex.quote(shlex.join(lang.compile))}",
@@ -137,7 +138,7 @@ class Sandbox:
         labels = {**self.labels, f"{LABEL}.expires": str(int(time.time()) + life + 60)}
         container = api.create_container(
             self.image,
-            command=["timeout", "-s", "KILL", str(life), "sh", "-c", BOOTSTRAP, "braindrill"],
+            command=["timeout", "-s", "KILL", str(life), *self._program()],
             user=SANDBOX_USER,
             working_dir="/work",
             environment={"HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8"},
@@ -152,6 +153,13 @@ class Sandbox:
         )
         _raw(sock).settimeout(None)
         api.start(cid)
+
+    def _program(self) -> list[str]:
+        """What waits for the payload: the language's prestarted interpreter, or the bootstrap."""
+        lang = self.language
+        if lang.prestart:
+            return [*lang.prestart, lang.source_file]
+        return ["sh", "-c", BOOTSTRAP, "braindrill"]
 
     # -- execute -------------------------------------------------------------------------------
     async def execute(self, execution: Execution, on_output=None) -> Result:
@@ -171,10 +179,11 @@ class Sandbox:
             def emit(name, text):
                 loop.call_soon_threadsafe(on_output, name, text)
 
+        token = secrets.token_hex(8)
         collector = OutputCollector(
-            lim.output_bytes, lim.compile_output_bytes if compiled else None, emit
+            lim.output_bytes, lim.compile_output_bytes if compiled else None, emit, token
         )
-        payload = build_payload(execution, lim)
+        payload = build_payload(execution, lim, token)
         if _readable(self._sock):
             # A waiting container writes nothing: end-of-stream or output now means it is gone.
             raise HostUnavailable(self.host.name, "the container ended before its code arrived")
@@ -199,7 +208,11 @@ class Sandbox:
             lost, message = True, f"worker host failed during the run: {e.reason}"
         duration_ms = (time.monotonic() - started) * 1000
         exit_code = oom = None
-        if not lost:
+        if collector.done and collector.exit_code < 128 and not timed_out:
+            # The program exited by itself (not by a signal: no OOM kill to look up), and said so
+            # before the container finished stopping: no need to wait for the engine.
+            exit_code, oom = collector.exit_code, False
+        elif not lost:
             try:
                 compile_failed = collector.compile_exit not in (None, 0)
                 exit_code, oom = await asyncio.wait_for(
@@ -230,21 +243,23 @@ class Sandbox:
         )
 
     def _read_sync(self, collector: OutputCollector) -> None:
-        """Runs in a host thread: read frames until the container closes the stream.
+        """Runs in a host thread: read frames until the exit report or the end of the stream.
 
         When a stream goes past its cap the container is killed (from another thread) and the
         rest is drained and dropped: the engine cannot finish killing a container whose output
         nobody reads."""
         sock = self._sock
         killing = run_started = False
-        while True:
+        while not collector.done:
             header = _read_exactly(sock, 8)
             if header is None:
+                collector.finish()
                 return
             stream, size = struct.unpack(">BxxxL", header)
             while size:
                 chunk = _recv(sock, min(size, 65536))
                 if not chunk:
+                    collector.finish()
                     return
                 size -= len(chunk)
                 if not collector.feed(stream, chunk) and not killing:

@@ -52,7 +52,7 @@ class TestWarm:
         hostnames = [hostname for hostname, _, _ in seen]
         assert len(set(hostnames)) == len(hostnames)  # every container used exactly once
         assert all(mark == "False" for _, mark, _ in seen)  # nothing from an earlier execution
-        # Only the init, the bootstrap's timeout and the program itself: no leftover processes.
+        # Only the init, the timeout, the prestart's watchdog and the program: no leftovers.
         assert all(int(count) <= 4 for _, _, count in seen)
         status = await pool_status(jp_fetch)
         assert status["hits"] >= 2

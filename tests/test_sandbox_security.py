@@ -143,22 +143,27 @@ async def test_stdin_looking_like_a_payload_is_just_data(run):
     assert result["stdout"] == f"{len(stdin)}\n"
 
 
-async def test_backstop_kills_without_the_manager(tmp_path):
+@pytest.mark.parametrize(
+    "language, code",
+    [("python", "import os, time; os.fork(); time.sleep(60)"), ("bash", "sleep 60 & sleep 60")],
+    ids=["prestart watchdog", "bootstrap timeout"],
+)
+async def test_backstop_kills_without_the_manager(language, code):
     """The in-container deadline fires even if the manager never kills (a crashed server)."""
     manager = RemoteKernelManager()
     await manager.ensure_started()
     try:
         host = manager.workers[0]
-        lang = manager.registry.get("python")
+        lang = manager.registry.get(language)
         limits = Limits(timeout_s=1)
         sandbox = host.sandbox(
             lang, await host.image_for(lang), limits, {f"{LABEL}.owner": manager.owner}
         )
         await sandbox.prepare()
-        execution = Execution(lang, "import time; time.sleep(60)", limits)
+        execution = Execution(lang, code, limits)
         from braindrill_ext.sandbox import _raw
 
-        _raw(sandbox._sock).sendall(build_payload(execution, limits))
+        _raw(sandbox._sock).sendall(build_payload(execution, limits, "t"))
         started = time.monotonic()
         client = docker.from_env()
         exit_code = client.api.wait(sandbox.container_id, timeout=30)["StatusCode"]

@@ -1,0 +1,101 @@
+# Braindrill prestart for Python: the command of a Python sandbox container, run as
+# `timeout -s KILL <life> python3 -u -c "$(cat prestart.py)" <source file>` under the container's
+# init. The interpreter starts with the container, before any code exists, so that the code runs
+# as soon as it arrives instead of after the interpreter's start-up. It follows the bootstrap's
+# contract (braindrill_ext/bootstrap.sh) exactly: one framed payload on stdin (`<size>\n` + tar),
+# unpacked into /work; .braindrill/job gives BD_TIMEOUT, BD_EXIT_TOKEN and the run argv (`set --
+# ...`); the program's stdin is .braindrill/stdin; exit codes 120-122 for a broken payload. It then
+# forks: the child runs the source file as `__main__`, as `python3 -u <source file> <args>` would;
+# the parent is the in-container deadline (the role `timeout -s KILL` plays in the bootstrap),
+# writes the exit report and exits with the child's status. Nothing here ever ran user code
+# before the payload arrived.
+import io
+import os
+import shlex
+import signal
+import sys
+import tarfile
+import types
+
+
+def read_payload():
+    header = b""
+    while not header.endswith(b"\n"):
+        byte = os.read(0, 1)  # unbuffered: nothing past the payload is consumed
+        if not byte:
+            sys.exit(0)
+        header += byte
+    if not header[:-1].isdigit():
+        print("braindrill: bad payload header", file=sys.stderr)
+        sys.exit(121)
+    size, chunks = int(header), []
+    while size:
+        chunk = os.read(0, min(size, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            tar.extractall(".", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    except (tarfile.TarError, OSError):
+        print("braindrill: cannot unpack the payload", file=sys.stderr)
+        sys.exit(122)
+
+
+def read_job():
+    """The job's variables (BD_TIMEOUT, BD_EXIT_TOKEN) and the run argv."""
+    job, argv = {}, None
+    with open(".braindrill/job") as f:
+        for words in map(shlex.split, f):
+            if words[:1] == ["set"]:
+                argv = words[2:]
+            elif words:
+                name, _, value = words[0].partition("=")
+                job[name] = value
+    os.remove(".braindrill/job")
+    return job, argv
+
+
+def run(source, argv):
+    """In the child: become `python3 -u <source> <args>`."""
+    fd = os.open(".braindrill/stdin", os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+    path = os.path.abspath(source)
+    main = types.ModuleType("__main__")
+    main.__file__, main.__cached__ = path, None
+    sys.modules["__main__"] = main
+    sys.argv = argv[argv.index(source) :]
+    sys.path[0] = os.path.dirname(path)
+    with open(source, "rb") as f:
+        text = f.read()
+    try:
+        exec(compile(text, path, "exec"), main.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as e:  # what the interpreter prints for an uncaught exception
+        e.with_traceback(e.__traceback__.tb_next)  # without this frame
+        sys.excepthook(type(e), e, e.__traceback__)
+        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+
+
+def watch(child, job):
+    """In the parent: wait for the child until the deadline; report and exit with its status."""
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
+    signal.setitimer(signal.ITIMER_REAL, float(job["BD_TIMEOUT"]))
+    _, status = os.waitpid(child, 0)  # resumed after the handler runs (PEP 475)
+    code = os.waitstatus_to_exitcode(status)
+    code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
+    os.write(2, b"\036braindrill-exit %s %d\n" % (job["BD_EXIT_TOKEN"].encode(), code))
+    os._exit(code)
+
+
+os.chdir("/work")
+read_payload()
+job, argv = read_job()
+child = os.fork()
+if child == 0:
+    run(sys.argv[1], argv)
+else:
+    watch(child, job)
