@@ -178,8 +178,8 @@ async def warm_up(jp_fetch) -> None:
 
 
 async def running_on(daemon, n: int) -> set[str]:
-    """The containers on ``daemon`` running a program (their code delivered: ``main.py`` is a
-    process; a warm container still waiting for its code does not count), once there are ``n``."""
+    """The containers on ``daemon`` running a program (their code delivered; a warm container
+    still waiting for its code does not count), once there are ``n``."""
 
     def find():
         client = daemon.client()
@@ -200,7 +200,9 @@ def _runs_main(client, cid: str) -> bool:
         processes = client.api.top(cid).get("Processes") or []
     except docker.errors.APIError:  # ended meanwhile
         return False
-    return any("main.py" in " ".join(p) for p in processes)
+    # Waiting: the init, the timeout and the bootstrap's shell or the prestarted interpreter.
+    # Running: the program too (and, for the bootstrap, its own timeout).
+    return len(processes) >= 4
 
 
 async def gone(daemon, ids: set[str]) -> bool:
