@@ -10,8 +10,8 @@
 # "\036braindrill-compile <exit code> <bytes>" followed by at most BD_COMPILE_OUTPUT bytes of output.
 # After a successful compile it waits for one more byte on stdin, the engine's go-ahead: the engine
 # first sets the run memory limit (the compile step runs under the compile memory limit).
-# When the program has exited, one line "\036braindrill-exit <BD_EXIT_TOKEN> <exit code>" on stderr
-# tells the engine its result without waiting for the container to stop.
+# When the program has exited, one line "\036braindrill-exit <BD_EXIT_TOKEN> <exit code>" on stdout
+# and on stderr tells the engine its result without waiting for the container to stop.
 # The shell's own stderr goes to /dev/null (dash reports a child killed by a signal, "Killed");
 # what the engine reads is written to fd 3, the container's stderr.
 exec 3>&2 2>/dev/null
@@ -34,5 +34,7 @@ fi
 # In a subshell: dash reports a signal death on the fd 2 of the command's redirections.
 (exec timeout -s KILL "$BD_TIMEOUT" "$@" <./.braindrill/stdin 2>&3 3>&-)
 rc=$?
-printf '\036braindrill-exit %s %s\n' "$BD_EXIT_TOKEN" "$rc" >&3
+report=$(printf '\036braindrill-exit %s %s' "$BD_EXIT_TOKEN" "$rc")
+echo "$report"
+echo "$report" >&3
 exit "$rc"

@@ -14,10 +14,11 @@ MAX_HEADER = 64
 
 
 def exit_mark(token: str) -> bytes:
-    """The start of the exit report: the sandbox writes ``<mark><exit code>\n`` on stderr once the
-    program has exited, so that its result is known before the container has finished stopping.
-    The token, random per execution, keeps output that merely looks like a report from ending the
-    read early."""
+    """The start of the exit report: once the program has exited, the sandbox writes
+    ``<mark><exit code>\\n`` on stdout and on stderr, so that its result is known before the
+    container has finished stopping. On both, because the engine forwards the two streams
+    independently: each report marks the end of its own stream's output. The token, random per
+    execution, keeps output that merely looks like a report from ending the read early."""
     return EXIT_MARK + token.encode() + b" "
 
 
@@ -49,21 +50,26 @@ class OutputCollector:
         self.compile_done = False  # the whole report arrived: the run step may be started
         self.compile_output = bytearray()
         self.compile_truncated = False
-        # The exit report: stderr that may be the start of it is held back until it is known.
+        # The exit report, per stream: output that may be its start is held back until known.
         self._exit_mark = exit_mark(exit_token) if exit_token else None
-        self._held = b""
-        self.exit_code: int | None = None  # from the exit report: the program has exited
+        self._held = {STDOUT: b"", STDERR: b""}
+        self._reported: dict[int, int] = {}  # stream → the exit code its report gave
 
     @property
     def done(self) -> bool:
-        """The exit report arrived: nothing more to read."""
-        return self.exit_code is not None
+        """Both streams carried their exit report: all the program's output is in."""
+        return len(self._reported) == 2
+
+    @property
+    def exit_code(self) -> int | None:
+        """The program's exit code from the exit report, once complete."""
+        return self._reported[STDERR] if self.done else None
 
     def feed(self, stream: int, chunk: bytes) -> bool:
         if stream == STDERR and self._header is not None:
             chunk = self._take_compile_report(chunk)
-        if stream == STDERR and self._exit_mark is not None and chunk:
-            chunk = self._take_exit_report(chunk)
+        if self._exit_mark is not None and stream in self._held and chunk:
+            chunk = self._take_exit_report(stream, chunk)
         if stream not in self.data or not chunk:
             return not self.overflow
         buf = self.data[stream]
@@ -111,32 +117,35 @@ class OutputCollector:
             return rest
         return self._take_compile_report(rest)
 
-    def _take_exit_report(self, chunk: bytes) -> bytes:
-        data, mark = self._held + chunk, self._exit_mark
-        self._held = b""
+    def _take_exit_report(self, stream: int, chunk: bytes) -> bytes:
+        if stream in self._reported:  # after the report: a leftover process's output, dropped
+            return b""
+        data, mark = self._held[stream] + chunk, self._exit_mark
+        self._held[stream] = b""
         start = data.find(mark)
         if start >= 0:
             end = data.find(b"\n", start)
             if end < 0 and len(data) - start < len(mark) + 8:
-                self._held = data[start:]
+                self._held[stream] = data[start:]
             elif end >= 0 and data[start + len(mark) : end].isdigit():
-                self.exit_code = int(data[start + len(mark) : end])
+                self._reported[stream] = int(data[start + len(mark) : end])
             else:  # not a report after all
                 return data
             return data[:start]
         # Hold back a tail that could be the start of a report split across frames.
         tail = data.rfind(b"\x1e", max(len(data) - len(mark), 0))
         if tail >= 0 and mark.startswith(data[tail:]):
-            self._held = data[tail:]
+            self._held[stream] = data[tail:]
             return data[:tail]
         return data
 
     def finish(self) -> None:
-        """End of stream: stderr held back as a possible exit report was plain stderr."""
-        held, self._held = self._held, b""
-        if held:
-            self._exit_mark = None
-            self.feed(STDERR, held)
+        """End of stream: output held back as a possible exit report was plain output."""
+        self._exit_mark = None
+        for stream, held in self._held.items():
+            if held:
+                self._held[stream] = b""
+                self.feed(stream, held)
 
     def text(self, stream: int) -> str:
         return bytes(self.data[stream]).decode("utf-8", "replace")

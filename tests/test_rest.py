@@ -266,3 +266,23 @@ async def test_client_disconnect_kills_the_container(jp_fetch):
             break
         await asyncio.sleep(0.2)
     assert leftover_containers(include_pooled=False) == []
+
+
+@pytest.mark.parametrize(
+    "language, code",
+    [
+        ("python", "import sys\nsys.stderr.write('e' * 300000)\nsys.stdout.write('o' * 300000)"),
+        (
+            "bash",
+            "head -c 300000 /dev/zero | tr '\\0' e >&2; head -c 300000 /dev/zero | tr '\\0' o",
+        ),
+    ],
+)
+async def test_output_written_just_before_exit_is_all_there(run, language, code):
+    """The result is returned at the exit report, before the container stops: what the program
+    wrote on either stream right before exiting is still all in it (the engine forwards the two
+    streams independently, so one report alone would not tell)."""
+    results = await asyncio.gather(*(run(language, code) for _ in range(12)))
+    for result in results:
+        assert result["status"] == "ok", result
+        assert result["stdout"] == "o" * 300000 and result["stderr"] == "e" * 300000
