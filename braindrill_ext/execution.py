@@ -46,6 +46,19 @@ class Execution:
     files: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
+    @property
+    def memory_mib(self) -> int:
+        """The most memory its container may use: what it takes of a host's memory budget."""
+        return container_memory_mib(self.language, self.limits)
+
+
+def container_memory_mib(language: Language, limits: Limits) -> int:
+    """The memory limit a container of ``language`` reaches: a compiled language's container
+    runs its compile step under ``compile_memory_mib``."""
+    if language.compile:
+        return max(limits.memory_mib, limits.compile_memory_mib)
+    return limits.memory_mib
+
 
 @dataclass
 class Result:

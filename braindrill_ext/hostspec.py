@@ -7,7 +7,7 @@ import importlib.util
 import docker
 from traitlets import TraitError
 
-HOST_KEYS = {"name", "url", "slots", "runtime", "tls", "insecure", "images"}
+HOST_KEYS = {"name", "url", "slots", "memory_mib", "runtime", "tls", "insecure", "images"}
 TLS_KEYS = {"ca", "cert", "key"}
 SCHEMES = ("unix://", "tcp://", "ssh://")
 
@@ -33,6 +33,13 @@ def check_host_spec(spec, names: set) -> None:
     slots = spec.get("slots", 1)
     if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
         raise TraitError(f"worker host {name!r}: slots must be an integer >= 1, got {slots!r}")
+    memory = spec.get("memory_mib")
+    if memory is not None and (
+        not isinstance(memory, int) or isinstance(memory, bool) or memory < 1
+    ):
+        raise TraitError(
+            f"worker host {name!r}: memory_mib must be an integer >= 1 (MiB), got {memory!r}"
+        )
     tls = spec.get("tls")
     if tls is not None:
         if not url.startswith("tcp://"):

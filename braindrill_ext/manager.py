@@ -144,6 +144,7 @@ class RemoteKernelManager(LoggingConfigurable):
             spec["name"],
             self._client(spec.get("url", ""), spec.get("tls")),
             int(spec.get("slots", self.slots)),
+            memory_mib=spec.get("memory_mib"),
             runtime=spec.get("runtime", ""),
             images={**self.images, **spec.get("images", {})},
             ping_timeout_s=self.ping_timeout_s,
@@ -259,11 +260,11 @@ class RemoteKernelManager(LoggingConfigurable):
         queued_at = time.monotonic()
         tried: set[str] = set()
         while True:
-            host = await self.scheduler.acquire(exclude=tried)
+            host = await self.scheduler.acquire(exclude=tried, memory_mib=execution.memory_mib)
             try:
                 sandbox, result = await self._run_on(host, execution, on_output)
             except HostUnavailable as e:
-                self.scheduler.release(host)
+                self.scheduler.release(host, execution.memory_mib)
                 tried.add(host.name)
                 if not isinstance(e, ImageMissing):
                     host.report_failure(e.reason)
@@ -274,9 +275,9 @@ class RemoteKernelManager(LoggingConfigurable):
                     raise
                 continue
             except BaseException:
-                self.scheduler.release(host)
+                self.scheduler.release(host, execution.memory_mib)
                 raise
-            self._spawn(self._clean_up(host, sandbox))
+            self._spawn(self._clean_up(host, sandbox, execution.memory_mib))
             result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
             metrics.record(result, time.monotonic() - queued_at)
             return result
@@ -318,13 +319,14 @@ class RemoteKernelManager(LoggingConfigurable):
                 execution.language.name, Status.INTERNAL_ERROR, worker=host.name, message=_reason(e)
             )
 
-    async def _clean_up(self, host: WorkerHost, sandbox) -> None:
-        """Remove an execution's container, then free its slot and refill the host's pool."""
+    async def _clean_up(self, host: WorkerHost, sandbox, memory_mib: int) -> None:
+        """Remove an execution's container, then free its slot and memory and refill the host's
+        pool."""
         try:
             await sandbox.destroy()
         finally:
             host.completed += 1
-            self.scheduler.release(host)
+            self.scheduler.release(host, memory_mib)
             self.host_pools[host.name].fill()
 
     def _spawn(self, coro) -> None:

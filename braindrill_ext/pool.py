@@ -1,10 +1,11 @@
 """Warm pools: per worker host and language, containers created and started ahead of time, each
 waiting for its code. A pooled container has never run user code and is used exactly once.
 
-Capacity: pooled containers count against the host's slots. A pool fills only while
-``running + pooled < slots``, so under load it stops refilling and drains through its hits; it
-never blocks an execution (the scheduler admits on running executions alone) and never destroys a
-warm container to make room (that would waste the engine's work creating it).
+Capacity: pooled containers count against the host's slots and memory budget. A pool fills only
+while ``running + pooled < slots`` and the memory limits of running and pooled containers leave
+room for one more, so under load it stops refilling and drains through its hits; it never blocks
+an execution (the scheduler admits on running executions alone) and never destroys a warm
+container to make room (that would waste the engine's work creating it).
 Sizing: a language's target starts at its minimum, grows by one on every miss (up to its maximum),
 shrinks by one after ``shrink_after_s`` without a hit; an idle container older than ``ttl_s`` is
 replaced. A pool that cannot fill (image missing, engine error) backs off, and executions take the
@@ -22,7 +23,7 @@ from traitlets import Bool, Dict, Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
 from .errors import HostUnavailable
-from .execution import Execution, Limits
+from .execution import Execution, Limits, container_memory_mib
 from .languages import Language
 
 # Limits fixed when a container is created; a request that changes one takes the cold path.
@@ -71,6 +72,10 @@ class _LanguagePool:
     last_error: str | None = None
     retry_at: float = 0.0
 
+    @property
+    def memory_mib(self) -> int:
+        return container_memory_mib(self.language, self.limits)
+
 
 class HostPool:
     """The warm containers of one worker host. Used by the remote kernel manager: ``take()`` in
@@ -90,6 +95,11 @@ class HostPool:
     @property
     def pooled(self) -> int:
         return sum(len(p.ready) + p.filling for p in self.pools.values())
+
+    @property
+    def pooled_mib(self) -> int:
+        """The memory limits of the warm containers (ready and being created)."""
+        return sum((len(p.ready) + p.filling) * p.memory_mib for p in self.pools.values())
 
     def _pool(self, lang: Language) -> _LanguagePool:
         pool = self.pools.get(lang.name)
@@ -138,6 +148,7 @@ class HostPool:
             while (
                 len(pool.ready) + pool.filling < pool.target
                 and self.host.running + self.pooled < self.host.slots
+                and self.pooled_mib + pool.memory_mib <= self.host.memory_free_mib
                 and now >= pool.retry_at
             ):
                 pool.filling += 1

@@ -1,4 +1,4 @@
-"""Scheduler: slots on worker hosts and one bounded FIFO queue in front of them."""
+"""Scheduler: slots and memory on worker hosts, and one bounded FIFO queue in front of them."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from .errors import NoCapacity
 
 
 class Scheduler:
-    """Hands out slots: the healthy host with the most free slots, ties spread round-robin.
+    """Hands out slots: the healthy host with the most free slots whose memory budget has room
+    for the execution's memory limit, ties spread round-robin.
 
-    When every slot is busy a request waits in one FIFO queue of at most ``queue_size``; a full
-    queue, or a wait longer than ``queue_timeout_s``, raises ``NoCapacity``. Pure logic: hosts need
-    only ``name``, ``healthy``, ``running`` and ``slots``.
+    When no host has both, a request waits in one FIFO queue of at most ``queue_size``; a full
+    queue, or a wait longer than ``queue_timeout_s``, raises ``NoCapacity``, and so does a request
+    larger than every host's whole budget. Pure logic: hosts need only ``name``, ``healthy``,
+    ``running``, ``slots``, ``memory_mib`` (the budget, None for none) and ``reserved_mib``.
     """
 
     def __init__(self, hosts, queue_size: int, queue_timeout_s: float):
@@ -28,31 +30,46 @@ class Scheduler:
     def queued(self) -> int:
         return len(self._queue)
 
-    def _pick(self, exclude=()):
+    def _pick(self, exclude=(), memory_mib=0):
         n = len(self.hosts)
         best = None
         for i in range(n):
             host = self.hosts[(self._turn + i) % n]
-            if host.healthy and host.name not in exclude and host.running < host.slots:
+            if (
+                host.healthy
+                and host.name not in exclude
+                and host.running < host.slots
+                and _fits(host, memory_mib, host.reserved_mib)
+            ):
                 if best is None or host.slots - host.running > best.slots - best.running:
                     best = host
         if best is not None:
             self._turn = (self.hosts.index(best) + 1) % n
             best.running += 1
+            best.reserved_mib += memory_mib
         return best
 
-    def _check_any_host(self, exclude):
+    def _check_any_host(self, exclude, memory_mib):
         candidates = [h for h in self.hosts if h.healthy and h.name not in exclude]
         if not candidates:
             errors = "; ".join(f"{h.name}: {h.last_error or 'excluded'}" for h in self.hosts)
             metrics.REJECTED.labels("no_healthy_host").inc()
             raise NoCapacity(f"no healthy worker host ({errors})", retry_after=5)
+        if not any(_fits(h, memory_mib, 0) for h in candidates):
+            metrics.REJECTED.labels("too_large").inc()
+            largest = max(h.memory_mib for h in candidates)
+            raise NoCapacity(
+                f"the execution's memory limit ({memory_mib} MiB) is larger than the memory "
+                f"budget of every worker host (the largest: {largest} MiB)",
+                retry_after=60,
+            )
 
-    async def acquire(self, exclude=()):
-        """Take a slot; returns its host. Release it with ``release(host)``."""
-        self._check_any_host(exclude)
+    async def acquire(self, exclude=(), memory_mib=0):
+        """Take a slot and ``memory_mib`` of a host's memory budget; returns the host. Release
+        both with ``release(host, memory_mib)``."""
+        self._check_any_host(exclude, memory_mib)
         if not self._queue:
-            host = self._pick(exclude)
+            host = self._pick(exclude, memory_mib)
             if host is not None:
                 metrics.slots(self)
                 return host
@@ -63,7 +80,7 @@ class Scheduler:
                 retry_after=2,
             )
         fut = asyncio.get_running_loop().create_future()
-        waiter = (fut, frozenset(exclude))
+        waiter = (fut, frozenset(exclude), memory_mib)
         self._queue.append(waiter)
         metrics.slots(self)
         try:
@@ -77,7 +94,7 @@ class Scheduler:
             ) from None
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self.release(fut.result())
+                self.release(fut.result(), memory_mib)
             raise
         finally:
             if waiter in self._queue:
@@ -86,8 +103,9 @@ class Scheduler:
                 fut.cancel()
             metrics.slots(self)
 
-    def release(self, host) -> None:
+    def release(self, host, memory_mib=0) -> None:
         host.running -= 1
+        host.reserved_mib -= memory_mib
         self.dispatch()
         metrics.slots(self)
 
@@ -95,11 +113,11 @@ class Scheduler:
         """Hand free slots to waiting requests, first come first served. Called when a slot is
         released and when a host becomes healthy."""
         while self._queue:
-            fut, exclude = self._queue[0]
+            fut, exclude, memory_mib = self._queue[0]
             if fut.done():
                 self._queue.popleft()
                 continue
-            host = self._pick(exclude)
+            host = self._pick(exclude, memory_mib)
             if host is None:
                 return
             self._queue.popleft()
@@ -108,3 +126,7 @@ class Scheduler:
     @property
     def capacity(self) -> int:
         return sum(h.slots for h in self.hosts if h.healthy)
+
+
+def _fits(host, memory_mib: int, reserved_mib: int) -> bool:
+    return host.memory_mib is None or reserved_mib + memory_mib <= host.memory_mib

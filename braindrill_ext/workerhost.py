@@ -18,11 +18,16 @@ from .sandbox import TRANSPORT_ERRORS, Sandbox, _reason
 
 ABANDONED_TTL_S = 3600.0  # forget an abandoned execution after this long
 UNABLE_RETRY_S = 300.0  # try again to get an image this long after failing
+MEMORY_SHARE = 0.75  # the default memory budget: this share of the engine's total memory
 
 
 class WorkerHost:
     """A Docker Engine endpoint (``unix://``, ``tcp://`` with mutual TLS, or ``ssh://``) with a
-    number of slots and a health state.
+    number of slots, a memory budget and a health state.
+
+    The memory budget bounds the sum of the memory limits of its containers (running executions
+    and warm ones); by default it is ``MEMORY_SHARE`` of the engine's total memory, read when the
+    engine first answers (no budget until then).
 
     Every Docker SDK call goes through ``call()``, on this host's own thread pool, so a slow or
     dead host never blocks the event loop nor starves the other hosts of threads.
@@ -34,6 +39,7 @@ class WorkerHost:
         client: docker.DockerClient,
         slots: int,
         *,
+        memory_mib: int | None = None,
         runtime: str = "",
         images: dict | None = None,
         ping_timeout_s: float = 3.0,
@@ -54,6 +60,9 @@ class WorkerHost:
         self.last_error: str | None = None
         self.running = 0
         self.completed = 0
+        self.memory_mib = memory_mib  # the budget; None: not known yet (read from the engine)
+        self._memory_from_engine = memory_mib is None
+        self.reserved_mib = 0  # the memory limits of the running executions
         # Hosts (or the master's own engine) a missing image is copied from; set by the manager.
         self.image_sources: list[WorkerHost] = []
         self.unable: dict[str, str] = {}  # language → why this host cannot run it
@@ -70,6 +79,11 @@ class WorkerHost:
     @property
     def free(self) -> int:
         return self.slots - self.running
+
+    @property
+    def memory_free_mib(self) -> float:
+        """Room left in the memory budget by the running executions (infinite with no budget)."""
+        return float("inf") if self.memory_mib is None else self.memory_mib - self.reserved_mib
 
     async def call(self, fn, *args, **kwargs):
         """Run a blocking Docker SDK call on this host's thread pool."""
@@ -189,6 +203,9 @@ class WorkerHost:
         """Check the engine answers; update the health state. Called by the health loop."""
         try:
             await asyncio.wait_for(self.call(self._ping_sync), self.ping_timeout_s + 1)
+            if self._memory_from_engine and self.memory_mib is None:
+                info = await asyncio.wait_for(self.call(self.client.api.info), 10)
+                self.memory_mib = int(info["MemTotal"] * MEMORY_SHARE) >> 20
         except (asyncio.TimeoutError, *TRANSPORT_ERRORS) as e:
             self.report_failure(f"ping failed: {_reason(e) if str(e) else 'timed out'}")
             return False
@@ -227,6 +244,8 @@ class WorkerHost:
             "slots": self.slots,
             "running": self.running,
             "completed": self.completed,
+            "memory_mib": self.memory_mib,
+            "memory_reserved_mib": self.reserved_mib,
             "last_error": self.last_error,
             "images": dict(self._images),
             "copying": dict(self._copying),

@@ -80,6 +80,8 @@ async def test_manager_marks_a_host_with_a_bad_certificate_unhealthy(worker_daem
         ),
         ({"name": "a", "url": "http://10.0.0.1"}, "must start with"),
         ({"name": "a", "slots": 0}, "slots"),
+        ({"name": "a", "memory_mib": "1g"}, "memory_mib must be an integer"),
+        ({"name": "a", "memory_mib": 0}, "memory_mib must be an integer"),
         ({"name": "master"}, "unique name"),
         ({"url": "unix:///x.sock"}, "unique name"),
         ({"name": "a", "colour": "red"}, "unknown keys"),

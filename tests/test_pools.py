@@ -138,6 +138,47 @@ class TestMissingImage:
         assert (await run("python", "print('ok')"))["status"] == "ok"
 
 
+class TestMemoryBudget:
+    """A host with a 600 MiB budget and 256 MiB executions: two at a time, warm or running."""
+
+    @pytest.fixture
+    def braindrill_config(self):
+        return {
+            "RemoteKernelManager": {
+                "hosts": [{"name": "local", "slots": 6, "memory_mib": 600}],
+                "pool_interval_s": 0.3,
+            },
+            "WarmPools": {"languages": {"python": {"min": 3, "max": 3}}},
+        }
+
+    async def test_pool_fills_only_within_the_budget(self, run, jp_fetch):
+        assert await wait_for(lambda: _ready_is(jp_fetch, 2))
+        await asyncio.sleep(1)  # three maintenance runs: still two (a third would not fit)
+        assert (await pool_status(jp_fetch))["ready"] == 2
+        workers = json.loads((await jp_fetch("braindrill", "workers")).body)["workers"]
+        assert workers[0]["memory_mib"] == 600 and workers[0]["memory_reserved_mib"] == 0
+
+    async def test_executions_share_the_budget(self, run, jp_fetch):
+        code = "import time\nprint(time.time())\ntime.sleep(1)\nprint(time.time())"
+        results = await asyncio.gather(*(run("python", code) for _ in range(6)))
+        assert all(r["status"] == "ok" for r in results), results
+        spans = [tuple(map(float, r["stdout"].split())) for r in results]
+        # Never more than two programs at once, though there are six slots.
+        most = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+        assert most == 2
+
+    async def test_too_large_for_the_host_is_a_clear_503(self, jp_fetch):
+        with pytest.raises(Exception) as e:
+            await jp_fetch(
+                "lang", "python", method="POST",
+                body=json.dumps({"code": "print(1)", "limits": {"memory_mib": 1024}}),
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+        assert e.value.code == 503
+        assert "larger than the memory budget" in e.value.response.body.decode()
+        assert e.value.response.headers["Retry-After"]
+
+
 async def _ready_at_least(jp_fetch, n):
     return (await pool_status(jp_fetch)).get("ready", 0) >= n
 

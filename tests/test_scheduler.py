@@ -18,10 +18,12 @@ class FakeHost:
     running: int = 0
     healthy: bool = True
     last_error: str | None = None
+    memory_mib: int | None = None
+    reserved_mib: int = 0
 
 
-def hosts(*slots):
-    return [FakeHost(f"h{i}", n) for i, n in enumerate(slots)]
+def hosts(*slots, memory=None):
+    return [FakeHost(f"h{i}", n, memory_mib=memory) for i, n in enumerate(slots)]
 
 
 async def test_most_free_slots_first():
@@ -132,3 +134,43 @@ async def test_host_coming_back_serves_the_queue():
     s.dispatch()  # what the health loop does when a host answers again
     assert (await waiting) is b
     assert s.capacity == 2
+
+
+async def test_memory_budget_bounds_a_host_like_its_slots():
+    a, b = hosts(4, 4)
+    a.memory_mib, b.memory_mib = 1024, 300
+    s = Scheduler([a, b], queue_size=4, queue_timeout_s=5)
+    big = [await s.acquire(memory_mib=512) for _ in range(2)]
+    assert big == [a, a]  # b has more free slots, but no room for 512 MiB
+    assert a.reserved_mib == 1024
+    small = await s.acquire(memory_mib=256)
+    assert small is b and b.reserved_mib == 256
+    waiting = asyncio.ensure_future(s.acquire(memory_mib=512))
+    await asyncio.sleep(0.01)
+    assert s.queued == 1  # free slots everywhere, memory nowhere
+    s.release(b, 256)
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # b's whole budget is too small for it
+    s.release(a, 512)
+    assert (await waiting) is a and a.reserved_mib == 1024 and b.reserved_mib == 0
+
+
+async def test_queue_stays_fifo_with_memory():
+    (a,) = hosts(4, memory=1000)
+    s = Scheduler([a], queue_size=4, queue_timeout_s=5)
+    await s.acquire(memory_mib=800)
+    first = asyncio.ensure_future(s.acquire(memory_mib=600))
+    second = asyncio.ensure_future(s.acquire(memory_mib=100))  # would fit, but waits its turn
+    await asyncio.sleep(0.01)
+    assert not first.done() and not second.done()
+    s.release(a, 800)
+    assert (await first) is a and (await second) is a
+    assert a.reserved_mib == 700
+
+
+async def test_larger_than_every_budget_is_refused_at_once():
+    a, b = hosts(2, 2, memory=512)
+    s = Scheduler([a, b], queue_size=4, queue_timeout_s=5)
+    with pytest.raises(NoCapacity, match="larger than the memory budget") as e:
+        await s.acquire(memory_mib=1024)
+    assert "512 MiB" in str(e.value) and s.queued == 0
