@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hosts
 
 import docker
-from bench_rest import LoadRun, load_run
 from common import (
     MIXES,
     SIMULATOR_INTERVAL_S,
@@ -36,6 +35,7 @@ from common import (
     print_table,
     summarize,
 )
+from openloop import LoadRun, load_run, print_load_tables
 
 from braindrill_ext.images import copy_image
 from tests.hosts import _start_daemons
@@ -71,44 +71,56 @@ def server_config(daemons, n: int, args) -> dict:
 
 def throughput(daemons, args) -> None:
     mix = MIXES[args.mix]
-    rows = []
+    rows, runs = [], []
     for n in args.hosts:
         with JupyterServer(server_config(daemons, n, args), name=f"{n} hosts") as server:
-            run = LoadRun(f"{n} host(s) x {args.slots} slots", 1 / SIMULATOR_INTERVAL_S)
-            print(f"load: {run.label} for {args.duration:g} s ...", flush=True)
-            started = time.monotonic()
-            asyncio.run(
-                load_run(
-                    server, run, mix, args.duration,
-                    seed=args.seed, request_timeout_s=args.request_timeout,
+            for mult in args.rate_multiplier:
+                run = LoadRun(f"{n} host(s) x {args.slots} slots", mult / SIMULATOR_INTERVAL_S)
+                print(f"load: {run.label} at {mult:g}x for {args.duration:g} s ...", flush=True)
+                before = {
+                    w["name"]: w["completed"] for w in server.get("/braindrill/workers")["workers"]
+                }
+                started = time.monotonic()
+                asyncio.run(
+                    load_run(
+                        server, run, mix, args.duration,
+                        seed=args.seed, request_timeout_s=args.request_timeout,
+                    )
+                )  # fmt: skip
+                wall = time.monotonic() - started
+                workers = server.get("/braindrill/workers")["workers"]
+                runs.append((mult, run))
+                s = summarize(run.latencies)
+                per_host = ", ".join(
+                    f"{w['name']}: {w['completed'] - before[w['name']]}" for w in workers
                 )
-            )  # fmt: skip
-            wall = time.monotonic() - started
-            workers = server.get("/braindrill/workers")["workers"]
-        s = summarize(run.latencies)
-        per_host = ", ".join(f"{w['name']}: {w['completed']}" for w in workers)
-        others = {k: v for k, v in run.outcomes.items() if k != "ok"}
-        rows.append(
-            [
-                run.label,
-                run.sent,
-                run.outcomes.get("ok", 0),
-                ", ".join(f"{k}: {v}" for k, v in sorted(others.items())) or "0",
-                len(run.latencies) / wall,
-                s["p50"],
-                s["p99"],
-                s["max"],
-                per_host,
-            ]
-        )
+                others = {k: v for k, v in run.outcomes.items() if k != "ok"}
+                rows.append(
+                    [
+                        run.label,
+                        f"{mult:g}x ({run.rate_hz:.2f}/s)",
+                        run.sent,
+                        run.outcomes.get("ok", 0),
+                        ", ".join(f"{k}: {v}" for k, v in sorted(others.items())) or "0",
+                        len(run.latencies) / wall,
+                        s["p50"],
+                        s["p99"],
+                        s["max"],
+                        per_host,
+                    ]
+                )
     print_table(
-        f"Simulator mix '{args.mix}', one request every 160 ms for {args.duration:g} s "
+        f"Simulator mix '{args.mix}', {args.duration:g} s per rate "
         "(latency from the scheduled send time, ms)",
-        ["hosts", "sent", "ok", "other", "answers/s", "p50", "p99", "max", "executions per host"],
+        [
+            "hosts", "rate", "sent", "ok", "other", "answers/s", "p50", "p99", "max",
+            "executions per host",
+        ],
         rows,
         note=f"All worker hosts are dockerd instances on this one machine and share its CPUs. "
         f"Machine: {machine_summary()}",
-    )
+    )  # fmt: skip
+    print_load_tables(runs, args.mix, args.duration)
 
 
 async def _steady(server, stop: asyncio.Event, seen: list, interval: float):
@@ -204,6 +216,13 @@ def main(argv=None) -> int:
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 2, 3], help="host counts")
     parser.add_argument("--slots", type=int, default=2, help="slots per host (default 2)")
     parser.add_argument("--mix", choices=sorted(MIXES), default="heavy")
+    parser.add_argument(
+        "--rate-multiplier",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="multiples of the original rate of one request per 160 ms, one row each",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--request-timeout", type=float, default=300)
     parser.add_argument("--health-interval", type=float, default=1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import random
 from dataclasses import dataclass, field
 
@@ -32,6 +33,45 @@ class LoadRun:
     max_in_flight: int = 0
     max_send_lag_ms: float = 0.0
     drain_s: float = 0.0
+    cpu: dict = field(default_factory=dict)  # CPU seconds over the run, by consumer (cpu_split)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The parent cgroup of Docker's containers (cgroupfs driver, v1 and v2): its counter keeps the CPU
+# of containers already removed, so its difference over a run is all the user code's CPU.
+CONTAINER_CPU = {
+    "/sys/fs/cgroup/cpuacct/docker/cpuacct.usage": lambda text: int(text) / 1e9,
+    "/sys/fs/cgroup/docker/cpu.stat": lambda text: int(text.split()[1]) / 1e6,  # usage_usec
+}
+
+
+def cpu_counters(server_pid: int) -> dict:
+    """Cumulative CPU seconds: the whole machine (busy), Docker's containers, the server process
+    (with its reaped children) and this process (the load client)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    counters = {"machine": (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS}  # minus idle, iowait
+    for path, parse in CONTAINER_CPU.items():
+        if os.path.exists(path):
+            with open(path) as f:
+                counters["containers"] = parse(f.read())
+            break
+    with open(f"/proc/{server_pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    counters["server"] = sum(int(x) for x in fields[11:15]) / CLOCK_TICKS  # u/s time + children's
+    counters["client"] = sum(os.times()[:4])
+    return counters
+
+
+def cpu_split(before: dict, after: dict) -> dict:
+    """CPU seconds spent between two ``cpu_counters``, by consumer; 'engine' is the rest of the
+    machine: the Docker Engine (dockerd, containerd, shims, runc, storage driver) and anything else
+    running."""
+    spent = {k: after[k] - before[k] for k in after if k in before}
+    spent["engine"] = spent["machine"] - sum(
+        spent.get(k, 0) for k in ("containers", "server", "client")
+    )
+    return spent
 
 
 async def load_run(
@@ -84,6 +124,7 @@ async def load_run(
         run.engine.append((result["duration_ms"], result["queued_ms"]))
 
     interval = 1 / run.rate_hz
+    counters = cpu_counters(server.pid)
     start = loop.time()
     tasks = []
     while run.sent * interval < duration_s:
@@ -97,13 +138,15 @@ async def load_run(
     sent_at = loop.time()
     await asyncio.gather(*tasks)
     run.drain_s = loop.time() - sent_at
+    run.cpu = cpu_split(counters, cpu_counters(server.pid))
+    run.cpu["wall"] = loop.time() - start
     client.close()
     return run
 
 
 def print_load_tables(runs: list[tuple[float, LoadRun]], mix_name: str, duration_s: float) -> None:
     """Print the summary, per-snippet and server-side tables of ``(rate multiplier, LoadRun)``."""
-    rows, snippet_rows, engine_rows = [], [], []
+    rows, snippet_rows, engine_rows, cpu_rows = [], [], [], []
     for mult, run in runs:
         s = summarize(run.latencies)
         http_ok = len(run.latencies)
@@ -134,6 +177,14 @@ def print_load_tables(runs: list[tuple[float, LoadRun]], mix_name: str, duration
             snippet_rows.append([name, snippet, ss["n"], _counts(counts), ss["p50"], ss["p99"]])
         e, o = summarize(x for x, _ in run.engine), summarize(y for _, y in run.engine)
         engine_rows.append([name, e["p50"], e["p99"], o["p50"], o["p99"], run.drain_s])
+        cpu, done = run.cpu, max(http_ok, 1)
+        cpu_rows.append(
+            [name, cpu["machine"] / cpu["wall"]]
+            + [
+                cpu[k] * 1000 / done if k in cpu else "n/a"
+                for k in ("machine", "containers", "engine", "server", "client")
+            ]
+        )
     print_table(
         f"Simulator mix '{mix_name}', open loop, {duration_s:g} s per rate "
         "(latency in ms over HTTP 200 answers, from the scheduled send time)",
@@ -167,6 +218,22 @@ def print_load_tables(runs: list[tuple[float, LoadRun]], mix_name: str, duration
         note="exec = duration_ms (payload delivered → program exited); queued_ms = wait for a "
         "slot + container create/attach/start + remove; drain = time after the last send until "
         "the last answer.",
+    )
+    print_table(
+        "Where the CPU goes under load (CPU ms per completed request, from /proc and cgroups)",
+        [
+            "server @ rate",
+            "busy cores (avg)",
+            "all",
+            "user code (containers)",
+            "Docker Engine + rest",
+            "Braindrill server",
+            "load client",
+        ],
+        cpu_rows,
+        note=f"{os.cpu_count()} cores. 'Docker Engine + rest' is the machine's busy time minus the "
+        "other columns: dockerd, containerd, shims, runc, the storage driver (and anything else "
+        "that ran). Over the run from the first send to the last answer.",
     )
 
 
