@@ -56,11 +56,32 @@ def cpu_counters(server_pid: int) -> dict:
             with open(path) as f:
                 counters["containers"] = parse(f.read())
             break
-    with open(f"/proc/{server_pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    counters["server"] = sum(int(x) for x in fields[11:15]) / CLOCK_TICKS  # u/s time + children's
+    counters["server"] = _process_cpu(server_pid)
     counters["client"] = sum(os.times()[:4])
+    # Inside the engine's share: its daemons (every dockerd and containerd of the machine), and
+    # what the init reaped (the per-container containerd shims and storage-driver processes, such
+    # as fuse-overlayfs mounts, are orphans that the init reaps when they exit).
+    counters["dockerd"] = counters["containerd"] = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                name = f.read().strip()
+            if name in ("dockerd", "containerd"):
+                counters[name] += _process_cpu(pid)
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    counters["reaped by init"] = _process_cpu(1, children_only=True)
     return counters
+
+
+def _process_cpu(pid, children_only: bool = False) -> float:
+    """CPU seconds of a process: user + system time, plus its reaped children's."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return sum(int(x) for x in fields[13 if children_only else 11 : 15]) / CLOCK_TICKS
+
+
+ENGINE_PARTS = ("dockerd", "containerd", "shims + storage driver", "kernel + other")
 
 
 def cpu_split(before: dict, after: dict) -> dict:
@@ -71,6 +92,12 @@ def cpu_split(before: dict, after: dict) -> dict:
     spent["engine"] = spent["machine"] - sum(
         spent.get(k, 0) for k in ("containers", "server", "client")
     )
+    if "containers" in spent:
+        # The init's reaped children include, through each shim, the container processes.
+        spent["shims + storage driver"] = spent.pop("reaped by init") - spent["containers"]
+        spent["kernel + other"] = spent["engine"] - sum(
+            spent[k] for k in ("dockerd", "containerd", "shims + storage driver")
+        )
     return spent
 
 
@@ -182,7 +209,7 @@ def print_load_tables(runs: list[tuple[float, LoadRun]], mix_name: str, duration
             [name, cpu["machine"] / cpu["wall"]]
             + [
                 cpu[k] * 1000 / done if k in cpu else "n/a"
-                for k in ("machine", "containers", "engine", "server", "client")
+                for k in ("machine", "containers", "engine", *ENGINE_PARTS, "server", "client")
             ]
         )
     print_table(
@@ -227,13 +254,17 @@ def print_load_tables(runs: list[tuple[float, LoadRun]], mix_name: str, duration
             "all",
             "user code (containers)",
             "Docker Engine + rest",
+            *(f"of which {part}" for part in ENGINE_PARTS),
             "Braindrill server",
             "load client",
         ],
         cpu_rows,
-        note=f"{os.cpu_count()} cores. 'Docker Engine + rest' is the machine's busy time minus the "
-        "other columns: dockerd, containerd, shims, runc, the storage driver (and anything else "
-        "that ran). Over the run from the first send to the last answer.",
+        note=f"{os.cpu_count()} cores. 'Docker Engine + rest' is the machine's busy time minus "
+        "user code, server and client: dockerd, containerd, the per-container shims, runc, the "
+        "storage driver, the kernel's work for them (and anything else that ran). 'shims + "
+        "storage driver': what the init reaped (the per-container shims, with their containers' "
+        "processes, and fuse-overlayfs mounts: orphans) minus the user code. Over the run from "
+        "the first send to the last answer.",
     )
 
 
