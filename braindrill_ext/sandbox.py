@@ -33,6 +33,7 @@ from .output import STDERR, STDOUT, OutputCollector
 BOOTSTRAP = package_files("braindrill_ext").joinpath("bootstrap.sh").read_text()
 SANDBOX_USER = "65534:65534"  # nobody:nogroup, present in Debian-based and Alpine images
 GRACE_S = 2.0  # the in-container backstop fires this long after the manager's deadline
+STOP_WAIT_S = 5  # after its exit report, a container is given this long to stop before removal
 GO = b"g"  # after a successful compile step, the bootstrap waits for this byte to run the program
 LABEL = "braindrill"
 
@@ -49,10 +50,13 @@ def build_payload(execution: Execution, limits: Limits, exit_token: str) -> byte
             f"BD_COMPILE_TIMEOUT={limits.compile_timeout_s:g}",
             f"BD_COMPILE_OUTPUT={limits.compile_output_bytes}",
         ]
-    job.append("set -- " + shlex.join([*lang.run, *execution.args]))
+    argv = [*lang.run, *execution.args]
+    job.append("set -- " + shlex.join(argv))
     entries = {**execution.files, lang.source_file: execution.code}
     entries[".braindrill/stdin"] = execution.stdin
     entries[".braindrill/job"] = "\n".join(job) + "\n"
+    if lang.prestart:  # the same argv, for a reader that is not a shell
+        entries[".braindrill/argv"] = "\0".join(argv)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, text in entries.items():
@@ -86,6 +90,7 @@ class Sandbox:
         self._sock = None
         self._preparing: asyncio.Future | None = None
         self._refused: str | None = None  # why the run step could not start, after compiling
+        self._stopping = False  # the program reported its exit: the container stops by itself
         self.log = host.log
 
     # -- prime ---------------------------------------------------------------------------------
@@ -212,6 +217,7 @@ class Sandbox:
             # The program exited by itself (not by a signal: no OOM kill to look up), and said so
             # before the container finished stopping: no need to wait for the engine.
             exit_code, oom = collector.exit_code, False
+            self._stopping = True
         elif not lost:
             try:
                 compile_failed = collector.compile_exit not in (None, 0)
@@ -342,8 +348,16 @@ class Sandbox:
             self.log.warning("could not remove %s on %s: %s", cid[:12], self.host.name, e)
 
     def _remove_sync(self, cid):
+        api = self.host.client.api
+        if self._stopping:
+            # Let it finish stopping (milliseconds; the result is already out): killing a container
+            # that is stopping anyway costs the engine more CPU than waiting for it.
+            try:
+                api.wait(cid, timeout=STOP_WAIT_S)
+            except TRANSPORT_ERRORS:
+                pass  # still running, or the host is slow: remove by force
         try:
-            self.host.client.api.remove_container(cid, force=True)
+            api.remove_container(cid, force=True)
         except NotFound:
             pass
 

@@ -35,6 +35,10 @@ PROGRAMS = {
     "files and coding cookie": (
         "# -*- coding: latin-1 -*-\nprint(open('data.txt').read().strip(), '\xe9')"
     ),
+    "nested and long file names": (
+        "import os\nfor root, _, names in sorted(os.walk('sub')):\n    for n in sorted(names):\n"
+        "        print(root, len(n), open(os.path.join(root, n)).read())"
+    ),
     "killed by a signal": "import os, signal\nprint('x', flush=True)\nos.kill(os.getpid(), 9)",
 }
 
@@ -60,7 +64,7 @@ async def test_same_behaviour_as_the_plain_run_command(manager, name):
             Limits(timeout_s=10),
             stdin="line 1\nline 2",
             args=["a b", "--c"],
-            files={"data.txt": "a file"},
+            files={"data.txt": "a file", "sub/dir/" + "n" * 90 + "/" + "m" * 60: "deep"},
         )
         results.append(await manager.run(execution))
     prestarted, bootstrapped = (
