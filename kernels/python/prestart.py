@@ -120,6 +120,7 @@ read_payload()
 job, argv = read_job()
 child = os.fork()
 if child == 0:
+    job.clear()  # the program has no use for the exit token
     run(sys.argv[1], argv)
 else:
     watch(child, job)
