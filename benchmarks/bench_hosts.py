@@ -150,17 +150,23 @@ async def _steady(server, stop: asyncio.Event, seen: list, interval: float):
     client.close()
 
 
-async def _failover_once(server, victim, args) -> tuple[float, float, float]:
+async def _failover_once(server, victim, args) -> tuple[float, float, float, float]:
     loop = asyncio.get_running_loop()
     stop, seen = asyncio.Event(), []
     steady = asyncio.ensure_future(_steady(server, stop, seen, 0.1))
 
-    async def healthy() -> bool:
+    async def state(key: str) -> bool:
         workers = await asyncio.to_thread(server.get, "/braindrill/workers")
-        return {w["name"]: w["healthy"] for w in workers["workers"]}[victim.name]
+        return {w["name"]: w[key] for w in workers["workers"]}[victim.name]
+
+    async def healthy() -> bool:
+        return await state("healthy")
 
     async def unhealthy() -> bool:
         return not await healthy()
+
+    async def failed() -> bool:
+        return await state("failed")
 
     async def victim_served() -> bool:
         return any(t > back_at and w == victim.name for t, w in seen)
@@ -171,7 +177,9 @@ async def _failover_once(server, victim, args) -> tuple[float, float, float]:
     try:
         await _until(unhealthy, 60)
         removed = loop.time() - lost_at
-        await asyncio.sleep(3)
+        await _until(failed, 60)
+        declared = loop.time() - lost_at
+        await asyncio.sleep(1)
     finally:
         victim.thaw()
     back_at = loop.time()
@@ -181,7 +189,7 @@ async def _failover_once(server, victim, args) -> tuple[float, float, float]:
     first = min((t for t, w in seen if t > back_at and w == victim.name), default=float("nan"))
     stop.set()
     await steady
-    return removed, healthy_again, first - back_at
+    return removed, declared, healthy_again, first - back_at
 
 
 async def _until(predicate, timeout_s: float) -> None:
@@ -198,15 +206,22 @@ def failover(daemons, args) -> None:
     with JupyterServer(server_config(daemons, 3, args), name="failover") as server:
         for i in range(args.failovers):
             victim = daemons[i % 3]
-            removed, healthy_again, first = asyncio.run(_failover_once(server, victim, args))
-            rows.append([f"{i + 1} ({victim.name})", removed, healthy_again, first])
+            times = asyncio.run(_failover_once(server, victim, args))
+            rows.append([f"{i + 1} ({victim.name})", *times])
     print_table(
         "Host loss and return (s): the dockerd is SIGSTOPped (hangs), then SIGCONTed",
-        ["round", "loss → out of scheduling", "return → healthy", "return → first execution"],
+        [
+            "round",
+            "loss → out of scheduling",
+            "loss → failed (runs lost)",
+            "return → healthy",
+            "return → first execution",
+        ],
         rows,
         note=f"health_interval_s={args.health_interval:g}, ping_timeout_s={args.ping_timeout:g}; "
-        "a steady print('x') every 100 ms across 3 hosts. Out of scheduling is seen by polling "
-        "/braindrill/workers every 20 ms.",
+        "a steady print('x') every 100 ms across 3 hosts. Out of scheduling (first missed ping) "
+        "and failed (lost_after_pings missed in a row) are seen by polling /braindrill/workers "
+        "every 20 ms.",
     )
 
 

@@ -61,6 +61,12 @@ class RemoteKernelManager(LoggingConfigurable):
     ping_timeout_s = Float(
         3.0, config=True, help="Seconds a worker host has to answer a health ping."
     )
+    lost_after_pings = Integer(
+        2,
+        config=True,
+        help="Missed health pings in a row after which a worker host is declared failed and its "
+        "running executions end as worker_lost (one missed ping only takes it out of scheduling).",
+    )
     image_source_url = Unicode(
         "",
         config=True,
@@ -148,6 +154,7 @@ class RemoteKernelManager(LoggingConfigurable):
             runtime=spec.get("runtime", ""),
             images={**self.images, **spec.get("images", {})},
             ping_timeout_s=self.ping_timeout_s,
+            lost_after_pings=self.lost_after_pings,
             log=self.log,
         )
 
@@ -267,7 +274,7 @@ class RemoteKernelManager(LoggingConfigurable):
                 self.scheduler.release(host, execution.memory_mib)
                 tried.add(host.name)
                 if not isinstance(e, ImageMissing):
-                    host.report_failure(e.reason)
+                    host.suspend(e.reason)
                 self.log.warning(
                     "execution %s not started on %s: %s", execution.id, host.name, e.reason
                 )

@@ -227,7 +227,7 @@ class Sandbox:
             except (asyncio.TimeoutError, HostUnavailable, *TRANSPORT_ERRORS) as e:
                 lost, message = True, f"worker host stopped answering: {_reason(e)}"
         if lost:
-            self.host.report_failure(message)
+            self.host.suspend(message)
         status = _classify(collector, exit_code, oom, timed_out, lost)
         if status is Status.COMPILE_ERROR:
             exit_code = collector.compile_exit

@@ -25,6 +25,14 @@ class WorkerHost:
     """A Docker Engine endpoint (``unix://``, ``tcp://`` with mutual TLS, or ``ssh://``) with a
     number of slots, a memory budget and a health state.
 
+    Health has two steps. The first sign of trouble (a missed health ping, a failed call) takes
+    the host out of scheduling (``suspend``), but its running executions go on: an engine that is
+    only slow (overloaded, its process paused a moment) answers the next ping and they finish
+    normally. After ``lost_after_pings`` missed pings in a row the host is declared *failed*:
+    every call waiting on it in ``call_watched`` raises ``HostUnavailable``, so its running
+    executions end as ``worker_lost``. (An execution whose own connection breaks, as on a host
+    that dies outright, is lost at once without waiting for the pings.)
+
     The memory budget bounds the sum of the memory limits of its containers (running executions
     and warm ones); by default it is ``MEMORY_SHARE`` of the engine's total memory, read when the
     engine first answers (no budget until then).
@@ -43,6 +51,7 @@ class WorkerHost:
         runtime: str = "",
         images: dict | None = None,
         ping_timeout_s: float = 3.0,
+        lost_after_pings: int = 2,
         log: logging.Logger | None = None,
     ):
         self.name = name
@@ -51,12 +60,15 @@ class WorkerHost:
         self.runtime = runtime
         self.image_overrides = images or {}
         self.ping_timeout_s = ping_timeout_s
+        self.lost_after_pings = max(1, lost_after_pings)
         self.log = log or logging.getLogger("braindrill")
         # One thread per slot reads output; the rest serve API calls (create, kill, remove...).
         self.executor = ThreadPoolExecutor(
             max_workers=2 * slots + 4, thread_name_prefix=f"braindrill-{name}"
         )
-        self.healthy = True
+        self.healthy = True  # in scheduling
+        self.failed = False  # declared failed: calls on it raise, its executions are lost
+        self.missed_pings = 0  # in a row
         self.last_error: str | None = None
         self.running = 0
         self.completed = 0
@@ -97,8 +109,8 @@ class WorkerHost:
         Used by the sandbox for the calls that may block as long as a hung engine lets them:
         creating and starting a container, and reading its output. The thread is left to finish
         on its own (closing the sandbox's socket wakes a blocked read). Raises at once on a host
-        already known to be failing."""
-        if not self.healthy:
+        already declared failed."""
+        if self.failed:
             raise HostUnavailable(self.name, self.last_error or "unhealthy")
         work = asyncio.ensure_future(self.call(fn, *args, **kwargs))
         failed = asyncio.get_running_loop().create_future()
@@ -207,24 +219,40 @@ class WorkerHost:
                 info = await asyncio.wait_for(self.call(self.client.api.info), 10)
                 self.memory_mib = int(info["MemTotal"] * MEMORY_SHARE) >> 20
         except (asyncio.TimeoutError, *TRANSPORT_ERRORS) as e:
-            self.report_failure(f"ping failed: {_reason(e) if str(e) else 'timed out'}")
+            self.missed_pings += 1
+            reason = f"ping failed: {_reason(e) if str(e) else 'timed out'}"
+            if self.missed_pings >= self.lost_after_pings:
+                self._fail(f"{reason} ({self.missed_pings} in a row)")
+            else:
+                self.suspend(reason)
             return False
-        if not self.healthy:
+        if not self.healthy:  # it may have restarted meanwhile: look its images up again
             self.log.info("worker host %s is healthy again", self.name)
             self._images.clear()
             self.unable.clear()
-        self.healthy = True
+        self.healthy, self.failed, self.missed_pings = True, False, 0
         metrics.host_health(self.name, True)
         return True
 
-    def report_failure(self, reason: str) -> None:
-        """Take the host out of scheduling until a ping succeeds, and wake every call waiting in
-        ``call_watched``. Called on transport errors, from the event loop."""
+    def suspend(self, reason: str) -> None:
+        """Take the host out of scheduling until a ping succeeds; its running executions go on.
+        Called on a missed ping or a failed call, from the event loop."""
         if self.healthy:
-            self.log.warning("worker host %s is unhealthy: %s", self.name, reason)
+            self.log.warning("worker host %s is out of scheduling: %s", self.name, reason)
+        self._unhealthy(reason)
+
+    def _unhealthy(self, reason: str) -> None:
         self.healthy = False
         self.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {reason}"
         metrics.host_health(self.name, False)
+
+    def _fail(self, reason: str) -> None:
+        """Declare the host failed until a ping succeeds: out of scheduling, and every call
+        waiting in ``call_watched`` raises."""
+        if not self.failed:
+            self.log.warning("worker host %s failed: %s", self.name, reason)
+        self._unhealthy(reason)
+        self.failed = True
         for fut in list(self._failure_waiters):
             if not fut.done():
                 fut.set_result(reason)
@@ -241,6 +269,8 @@ class WorkerHost:
         return {
             "name": self.name,
             "healthy": self.healthy,
+            "failed": self.failed,
+            "missed_pings": self.missed_pings,
             "slots": self.slots,
             "running": self.running,
             "completed": self.completed,

@@ -159,6 +159,36 @@ async def test_worker_lost_is_prompt_and_container_removed_on_return(
     await wait_for(lambda: gone(victim, ran), timeout=60)
 
 
+async def test_a_host_that_misses_one_ping_keeps_its_runs(jp_fetch, worker_daemons):  # noqa: F811
+    victim = worker_daemons[1]
+    await warm_up(jp_fetch)
+    runs = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=4))) for _ in range(6)]
+    await wait_for(lambda: running_on(victim, 2))
+    victim.freeze()
+    try:
+
+        async def suspended():
+            return not (await workers(jp_fetch))[victim.name]["healthy"]
+
+        await wait_for(suspended, timeout=30, every=0.05)
+    finally:
+        victim.thaw()  # before the second ping runs out
+    status = (await workers(jp_fetch))[victim.name]
+    assert status["missed_pings"] == 1 and not status["failed"], status
+    # One missed ping took the host out of scheduling, but what ran on it finished normally.
+    results = await asyncio.wait_for(asyncio.gather(*runs), timeout=60)
+    assert [r["status"] for r in results] == ["ok"] * 6, results
+    assert sum(r["worker"] == victim.name for r in results) == 2
+    assert all(r["stdout"].startswith("done") for r in results)
+
+    async def healthy_again():
+        w = (await workers(jp_fetch))[victim.name]
+        return w["healthy"] and w["missed_pings"] == 0
+
+    await wait_for(healthy_again, timeout=30)
+    await _used_again(jp_fetch, victim)
+
+
 async def test_host_without_a_way_to_get_the_image_is_unable(jp_fetch, jp_serverapp):
     manager = jp_serverapp.web_app.settings["braindrill_manager"]
     manager.workers[2].image_overrides["python"] = "braindrill/nonexistent:1"
