@@ -96,6 +96,24 @@ async def test_metrics(jp_fetch):
         assert f'braindrill_host_healthy{{host="{name}"}} 1.0' in text
 
 
+async def test_every_host_keeps_its_own_warm_pool(jp_fetch, worker_daemons):  # noqa: F811
+    await warm_up(jp_fetch)  # a miss on every host: each pool grows to at least one
+
+    async def all_warm():
+        status = await workers(jp_fetch)
+        return all(
+            status[d.name]["pool"].get("python", {}).get("ready", 0) >= 1 for d in worker_daemons
+        )
+
+    await wait_for(all_warm, timeout=60)
+    hits = {n: w["pool"]["python"]["hits"] for n, w in (await workers(jp_fetch)).items()}
+    results = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.5)) for _ in range(6)))
+    assert [r["status"] for r in results] == ["ok"] * 6
+    assert {r["worker"] for r in results} == {d.name for d in worker_daemons}
+    after = await workers(jp_fetch)
+    assert all(after[d.name]["pool"]["python"]["hits"] > hits[d.name] for d in worker_daemons)
+
+
 async def test_a_hung_host_loses_no_request_and_comes_back(jp_fetch, worker_daemons):  # noqa: F811
     victim = worker_daemons[1]
     await warm_up(jp_fetch)

@@ -9,6 +9,8 @@ import os
 import docker
 import pytest
 
+from .test_kernel_server import stdout, ws_execute
+
 pytestmark = pytest.mark.docker
 
 # What an execution can see of its container: its id (cgroup v1 path or hostname), the processes
@@ -65,6 +67,27 @@ class TestWarm:
         after = await pool_status(jp_fetch)
         assert after["hits"] == before["hits"] + 1
         assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+
+    async def test_kernel_cells_take_warm_containers(self, jp_fetch, jp_ws_fetch):
+        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        before = await pool_status(jp_fetch)
+        body = json.dumps({"name": "braindrill-python"})
+        kernel_id = json.loads((await jp_fetch("api", "kernels", method="POST", body=body)).body)[
+            "id"
+        ]
+        ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels")
+        try:
+            seen = []
+            for _ in range(2):
+                reply, messages = await ws_execute(ws, PROBE)
+                assert reply["status"] == "ok", reply
+                seen.append(stdout(messages).split())
+        finally:
+            ws.close()
+            await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+        assert seen[0][0] != seen[1][0]  # a container per cell
+        assert all(mark == "False" for _, mark, _ in seen)
+        assert (await pool_status(jp_fetch))["hits"] == before["hits"] + 2
 
     async def test_deadline_counts_from_delivery(self, run, jp_fetch):
         assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
