@@ -4,12 +4,17 @@ main.py` gives the same output, exit code and status."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 
 import pytest
 
 from braindrill_ext.execution import Execution, Limits
 from braindrill_ext.manager import RemoteKernelManager
+from braindrill_ext.sandbox import STOP_WAIT_S
+
+from .conftest import leftover_containers
 
 pytestmark = pytest.mark.docker
 
@@ -72,3 +77,71 @@ async def test_same_behaviour_as_the_plain_run_command(manager, name):
     )
     assert prestarted == bootstrapped
     assert results[0].status.value in ("ok", "error")
+
+
+# Hostile programs against the prestart's own machinery (the watchdog parent and its report).
+KILL_THE_WATCHDOG = (
+    "import os, signal, time\nprint('hi', flush=True)\n"
+    "os.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(30)\nprint('never')"
+)
+# A report with a guessed token, on both streams, then more output and another exit code.
+GUESS_THE_TOKEN = (
+    "import sys\nreport = '\\036braindrill-exit ' + 'f' * 16 + ' 0'\n"
+    "print(report, flush=True)\nprint(report, file=sys.stderr, flush=True)\n"
+    "print('after')\nsys.exit(4)"
+)
+# The token is no secret from the program itself (same user as its watchdog: it can read the
+# watchdog's memory); with it, a program can end its own run early, and gains nothing else.
+STEAL_THE_TOKEN = (
+    "import os, re, sys, time\n"
+    "mem = open(f'/proc/{os.getppid()}/mem', 'rb', 0)\n"
+    "def regions():\n"
+    "    for line in open(f'/proc/{os.getppid()}/maps'):\n"
+    "        span, perms = line.split()[:2]\n"
+    "        if perms.startswith('r'):\n"
+    "            yield (int(x, 16) for x in span.split('-'))\n"
+    "tokens = set()\n"
+    "for start, end in regions():\n"
+    "    try:\n"
+    "        mem.seek(start)\n"
+    "        data = mem.read(end - start)\n"
+    "        tokens.update(re.findall(rb'BD_EXIT_TOKEN=?([0-9a-f]{16})\\b', data))\n"
+    "    except (OSError, OverflowError, ValueError):\n"
+    "        pass\n"
+    "(token,) = tokens\n"
+    "report = '\\036braindrill-exit ' + token.decode() + ' 0\\n'\n"
+    "print('forged', flush=True)\n"
+    "os.write(1, report.encode()); os.write(2, report.encode())\n"
+    "time.sleep(60)\n"
+)
+
+
+async def test_killing_the_watchdog_ends_the_run_at_once(manager):
+    python = manager.registry.get("python")
+    result = await manager.run(Execution(python, KILL_THE_WATCHDOG, Limits(timeout_s=20)))
+    assert (result.status.value, result.exit_code, result.stdout) == ("error", 137, "hi\n")
+    assert result.duration_ms < 10_000  # not held until the 20 s limit
+
+
+async def test_a_report_with_a_guessed_token_is_only_output(manager):
+    python = manager.registry.get("python")
+    result = await manager.run(Execution(python, GUESS_THE_TOKEN, Limits()))
+    assert (result.status.value, result.exit_code) == ("error", 4), result
+    report = "\036braindrill-exit " + "f" * 16 + " 0\n"
+    assert result.stdout == report + "after\n" and result.stderr == report
+
+
+async def test_a_stolen_token_only_ends_the_programs_own_run(manager):
+    python = manager.registry.get("python")
+    result = await manager.run(Execution(python, STEAL_THE_TOKEN, Limits(timeout_s=30)))
+    # The program lied about its own exit; the result is what it said...
+    assert (result.status.value, result.exit_code, result.stdout) == ("ok", 0, "forged\n")
+    # ...and it does not get to run on: its container is stopped and removed (the slot held
+    # until then) within STOP_WAIT_S of the forged report, long before its 60 s sleep or limit.
+    host = manager.workers[0]
+    deadline = time.monotonic() + STOP_WAIT_S + 10
+    for _ in iter(int, 1):
+        if not (host.running or leftover_containers(include_pooled=False)):
+            break
+        assert time.monotonic() < deadline, "the forging program's container is still there"
+        await asyncio.sleep(0.2)
