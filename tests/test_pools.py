@@ -129,6 +129,29 @@ class TestShrink:
         assert await wait_for(lambda: _ready_is(jp_fetch, 0), timeout=15)
 
 
+class TestTimeToLive:
+    @pytest.fixture
+    def braindrill_config(self):
+        return {
+            "RemoteKernelManager": {"pool_interval_s": 0.3},
+            "WarmPools": {"languages": {"python": {"min": 1, "max": 1}}, "ttl_s": 2},
+        }
+
+    async def test_idle_warm_container_is_replaced_after_its_ttl(self, run, jp_fetch):
+        assert await wait_for(lambda: _ready_is(jp_fetch, 1))
+        first = _warm_containers()
+        assert len(first) == 1
+
+        async def replaced():
+            now = _warm_containers()
+            return len(now) == 1 and not now & first and await _ready_is(jp_fetch, 1)
+
+        assert await wait_for(replaced, timeout=15)  # the old one removed, a new one warm
+        result = await run("python", "print('after the ttl')")
+        assert result["status"] == "ok" and result["stdout"] == "after the ttl\n"
+        assert (await pool_status(jp_fetch))["hits"] == 1
+
+
 class TestOff:
     @pytest.fixture
     def braindrill_config(self):
@@ -200,6 +223,18 @@ class TestMemoryBudget:
         assert e.value.code == 503
         assert "larger than the memory budget" in e.value.response.body.decode()
         assert e.value.response.headers["Retry-After"]
+
+
+def _warm_containers() -> set[str]:
+    """Ids of this test process's idle warm containers."""
+    client = docker.from_env()
+    try:
+        containers = client.api.containers(all=True, filters={"label": "braindrill.pooled=1"})
+        return {
+            c["Id"] for c in containers if f":{os.getpid()}:" in c["Labels"]["braindrill.owner"]
+        }
+    finally:
+        client.close()
 
 
 async def _ready_at_least(jp_fetch, n):
