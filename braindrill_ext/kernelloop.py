@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import sys
 import threading
 
@@ -35,6 +34,7 @@ class KernelLoop:
         self.context = zmq.asyncio.Context()
         self.context.max_sockets = MAX_SOCKETS
         self.kernels: set = set()
+        self.embedded: set = set()  # the managers started here for a plain script (not a server)
         self._versions: dict[str, asyncio.Task] = {}
 
     # -- which loop ------------------------------------------------------------------------------
@@ -53,6 +53,8 @@ class KernelLoop:
             raise RuntimeError("the Braindrill manager's event loop is closed")
         if loop not in _loops:
             _loops[loop] = cls(loop)
+        if loop in _background:
+            _loops[loop].embedded.add(mgr)
         return _loops[loop]
 
     async def call(self, coro):
@@ -79,10 +81,6 @@ class KernelLoop:
             version = None
         info["version"] = version or ""
         return info
-
-    async def stop_all(self) -> None:
-        """Stop every kernel on this loop, killing their running cells' containers."""
-        await asyncio.gather(*(k.stop() for k in list(self.kernels)), return_exceptions=True)
 
 
 async def _version(mgr, language) -> str | None:
@@ -117,12 +115,12 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 
 def _stop_background() -> None:
-    """At interpreter exit: kernels a script did not shut down still get their containers
-    removed (the daemon thread would otherwise die with them running)."""
-    loop = _background[0]
-    if loop in _loops and loop.is_running():
-        future = asyncio.run_coroutine_threadsafe(_loops[loop].stop_all(), loop)
+    """At interpreter exit, remove every container of the script's embedded managers: the running
+    cells of kernels it did not shut down, and the warm ones. With blocking calls from here: the
+    thread pools the engine calls normally go through have already stopped."""
+    kernel_loop = _loops.get(_background[0])
+    for mgr in kernel_loop.embedded if kernel_loop else ():
         try:
-            future.result(timeout=10)
-        except (concurrent.futures.TimeoutError, Exception) as e:  # exiting anyway
-            print(f"braindrill: could not stop kernels at exit: {e}", file=sys.stderr)
+            mgr.remove_own_containers()
+        except Exception as e:  # exiting anyway
+            print(f"braindrill: could not remove containers at exit: {e}", file=sys.stderr)

@@ -203,6 +203,11 @@ class RemoteKernelManager(LoggingConfigurable):
             host.close()
         self._started = None
 
+    def remove_own_containers(self) -> int:
+        """Remove every container this manager made, on every host, with blocking calls (no
+        thread pool); returns how many. Called at interpreter exit for a plain script."""
+        return sum(self.reaper.remove_owned(host) for host in self.workers)
+
     def _engines(self) -> list[WorkerHost]:
         return [*self.workers, self.image_source] if self.image_source else list(self.workers)
 

@@ -51,6 +51,23 @@ class Reaper:
             self.log.info("reaper removed %d leftover containers on %s", removed, host.name)
         return removed
 
+    def remove_owned(self, host) -> int:
+        """Remove every container of this owner on ``host`` with blocking calls, in the calling
+        thread; returns how many. For interpreter exit, when thread pools no longer run."""
+        api, removed = host.client.api, 0
+        try:
+            owned = api.containers(all=True, filters={"label": f"{LABEL}.owner={self.owner}"})
+        except TRANSPORT_ERRORS as e:
+            self.log.warning("could not list containers on %s: %s", host.name, e)
+            return 0
+        for c in owned:
+            try:
+                api.remove_container(c["Id"], force=True)
+                removed += 1
+            except TRANSPORT_ERRORS as e:
+                self.log.warning("could not remove %s on %s: %s", c["Id"][:12], host.name, e)
+        return removed
+
     def _owner_is_dead(self, owner: str) -> bool:
         master, _, rest = owner.partition(":")
         pid = rest.partition(":")[0]

@@ -348,3 +348,61 @@ def test_standalone_kernel_process(tmp_path):
     left = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
     client.close()
     assert [c for c in left if owned in c["Labels"][f"{LABEL}.owner"]] == []
+
+
+SCRIPT_START = """
+import time
+from jupyter_client.manager import KernelManager
+from braindrill_ext import manager
+
+km = KernelManager(kernel_name="braindrill-python")
+km.start_kernel()
+kc = km.client()
+kc.start_channels()
+kc.wait_for_ready(timeout=60)
+"""
+# Ends with a warm container: the cell was a miss, so the embedded manager's pool grows.
+WARM_AT_EXIT = """
+kc.execute_interactive("print('cell')", timeout=60)
+kc.stop_channels()
+km.shutdown_kernel()
+for _ in range(100):
+    pool = manager.current().status()["workers"][0]["pool"].get("python", {})
+    if pool.get("ready"):
+        break
+    time.sleep(0.1)
+print("warm containers", pool.get("ready", 0))
+"""
+# Ends with a cell still running in its container, and the kernel never shut down.
+RUNNING_AT_EXIT = """
+kc.execute("import time; print('started', flush=True); time.sleep(120)")
+while kc.get_iopub_msg(timeout=60)["content"].get("text") != "started\\n":
+    pass
+print("running", manager.current().status()["workers"][0]["running"])
+"""
+
+
+@pytest.mark.parametrize(
+    "ending, said",
+    [(WARM_AT_EXIT, "warm containers 1"), (RUNNING_AT_EXIT, "running 1")],
+    ids=["warm container", "running cell"],
+)
+def test_a_script_leaves_no_container_at_exit(tmp_path, ending, said):
+    """The containers of a plain script's embedded manager are removed when it exits."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_START + ending)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert said in out, (out, err)  # the container was there when the script ended
+    client = docker.from_env()
+    try:
+        left = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
+    finally:
+        client.close()
+    assert [c for c in left if f":{proc.pid}:" in c["Labels"][f"{LABEL}.owner"]] == []
