@@ -101,6 +101,8 @@ class Sandbox:
         pool). Raises ``HostUnavailable`` when the host cannot do it: the execution may go
         elsewhere.
         """
+        if not self.host.healthy:  # out of scheduling since it was picked: start nothing there
+            raise HostUnavailable(self.host.name, self.host.last_error or "out of scheduling")
         # Shielded: if the caller is cancelled, the host thread still finishes creating the
         # container, and destroy() waits for it before removing.
         self._preparing = asyncio.ensure_future(self.host.call_watched(self._prepare_sync))
