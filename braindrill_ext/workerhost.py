@@ -67,7 +67,6 @@ class WorkerHost:
             max_workers=2 * slots + 4, thread_name_prefix=f"braindrill-{name}"
         )
         self.healthy = True  # in scheduling
-        self.failed = False  # declared failed: calls on it raise, its executions are lost
         self.missed_pings = 0  # in a row
         self.last_error: str | None = None
         self.running = 0
@@ -87,6 +86,12 @@ class WorkerHost:
         # removes their containers when the host is back. Execution id → time abandoned.
         self.abandoned: dict[str, float] = {}
         metrics.host_health(name, True)
+
+    @property
+    def failed(self) -> bool:
+        """Declared failed (``lost_after_pings`` missed in a row): calls on it raise, its running
+        executions are lost."""
+        return self.missed_pings >= self.lost_after_pings
 
     @property
     def free(self) -> int:
@@ -220,17 +225,17 @@ class WorkerHost:
                 self.memory_mib = int(info["MemTotal"] * MEMORY_SHARE) >> 20
         except (asyncio.TimeoutError, *TRANSPORT_ERRORS) as e:
             self.missed_pings += 1
-            reason = f"ping failed: {_reason(e) if str(e) else 'timed out'}"
-            if self.missed_pings >= self.lost_after_pings:
-                self._fail(f"{reason} ({self.missed_pings} in a row)")
-            else:
-                self.suspend(reason)
+            why = _reason(e) if str(e) else "timed out"
+            reason = f"ping failed: {why} ({self.missed_pings} in a row)"
+            self.suspend(reason)
+            if self.failed:
+                self._fail(reason)
             return False
         if not self.healthy:  # it may have restarted meanwhile: look its images up again
             self.log.info("worker host %s is healthy again", self.name)
             self._images.clear()
             self.unable.clear()
-        self.healthy, self.failed, self.missed_pings = True, False, 0
+        self.healthy, self.missed_pings = True, 0
         metrics.host_health(self.name, True)
         return True
 
@@ -239,20 +244,14 @@ class WorkerHost:
         Called on a missed ping or a failed call, from the event loop."""
         if self.healthy:
             self.log.warning("worker host %s is out of scheduling: %s", self.name, reason)
-        self._unhealthy(reason)
-
-    def _unhealthy(self, reason: str) -> None:
         self.healthy = False
         self.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {reason}"
         metrics.host_health(self.name, False)
 
     def _fail(self, reason: str) -> None:
-        """Declare the host failed until a ping succeeds: out of scheduling, and every call
-        waiting in ``call_watched`` raises."""
-        if not self.failed:
-            self.log.warning("worker host %s failed: %s", self.name, reason)
-        self._unhealthy(reason)
-        self.failed = True
+        """The host is now failed: every call waiting in ``call_watched`` raises."""
+        if self.missed_pings == self.lost_after_pings:
+            self.log.warning("worker host %s failed: its running executions are lost", self.name)
         for fut in list(self._failure_waiters):
             if not fut.done():
                 fut.set_result(reason)
