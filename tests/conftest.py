@@ -93,15 +93,19 @@ def _no_leftover_containers():
 def leftover_containers(include_pooled: bool = True) -> list[str]:
     """Labelled containers created by this test process that still exist (with or without the
     warm containers a running server legitimately keeps)."""
+    return [
+        c["Id"][:12]
+        for c in labelled_containers()
+        if include_pooled or c["Labels"].get(f"{LABEL}.pooled") != "1"
+    ]
+
+
+def labelled_containers(pid: int | None = None) -> list[dict]:
+    """The containers (Docker's list entries) that process ``pid`` (default: this one) made."""
     client = docker.from_env()
     try:
-        owned = f":{os.getpid()}:"
         containers = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
-        return [
-            c["Id"][:12]
-            for c in containers
-            if owned in c["Labels"][f"{LABEL}.owner"]
-            and (include_pooled or c["Labels"].get(f"{LABEL}.pooled") != "1")
-        ]
     finally:
         client.close()
+    owned = f":{pid or os.getpid()}:"
+    return [c for c in containers if owned in c["Labels"][f"{LABEL}.owner"]]

@@ -23,7 +23,7 @@ from braindrill_ext import manager
 from braindrill_ext.manager import RemoteKernelManager
 from braindrill_ext.sandbox import LABEL
 
-from .conftest import leftover_containers
+from .conftest import labelled_containers, leftover_containers
 
 pytestmark = pytest.mark.docker
 TIMEOUT = 60
@@ -343,11 +343,7 @@ def test_standalone_kernel_process(tmp_path):
         kc.stop_channels()
     finally:
         proc.kill()
-    client = docker.from_env()
-    owned = f":{proc.pid}:"
-    left = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
-    client.close()
-    assert [c for c in left if owned in c["Labels"][f"{LABEL}.owner"]] == []
+    assert labelled_containers(proc.pid) == []
 
 
 SCRIPT_START = """
@@ -400,9 +396,4 @@ def test_a_script_leaves_no_container_at_exit(tmp_path, ending, said):
         proc.kill()
     assert proc.returncode == 0, err
     assert said in out, (out, err)  # the container was there when the script ended
-    client = docker.from_env()
-    try:
-        left = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
-    finally:
-        client.close()
-    assert [c for c in left if f":{proc.pid}:" in c["Labels"][f"{LABEL}.owner"]] == []
+    assert labelled_containers(proc.pid) == []

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import docker
 import pytest
 
+from .conftest import labelled_containers
 from .test_kernel_server import stdout, ws_execute
 
 pytestmark = pytest.mark.docker
@@ -102,10 +102,8 @@ class TestWarm:
         assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
         client = docker.from_env()
         try:
-            for c in client.api.containers(filters={"label": "braindrill.owner"}):
-                ours = f":{os.getpid()}:" in c["Labels"]["braindrill.owner"]
-                if ours and c["Labels"].get("braindrill.pooled") == "1":
-                    client.api.remove_container(c["Id"], force=True)
+            for cid in _warm_containers():
+                client.api.remove_container(cid, force=True)
         finally:
             client.close()
         result = await run("python", "print('cold but fine')")
@@ -226,15 +224,8 @@ class TestMemoryBudget:
 
 
 def _warm_containers() -> set[str]:
-    """Ids of this test process's idle warm containers."""
-    client = docker.from_env()
-    try:
-        containers = client.api.containers(all=True, filters={"label": "braindrill.pooled=1"})
-        return {
-            c["Id"] for c in containers if f":{os.getpid()}:" in c["Labels"]["braindrill.owner"]
-        }
-    finally:
-        client.close()
+    """Ids of this test process's warm containers."""
+    return {c["Id"] for c in labelled_containers() if c["Labels"].get("braindrill.pooled") == "1"}
 
 
 async def _ready_at_least(jp_fetch, n):
