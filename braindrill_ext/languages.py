@@ -8,13 +8,15 @@ compile command, the run command and default limits. Adding a language is adding
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.resources import files as package_files
 
 from jupyter_client.kernelspec import KernelSpecManager
 
 from .errors import UnknownLanguage
 
 KERNEL_PREFIX = "braindrill-"
+# The programs that run inside sandboxes (the bootstrap, prestart scripts): one copy, any language.
+CONTAINER = package_files("braindrill_ext").joinpath("container")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Language:
         if prestart:
             if compile_cmd:
                 raise ValueError(f"{kernel_name}: a compiled language cannot have a prestart")
-            script = Path(spec.resource_dir, prestart["script"]).read_text()
+            script = CONTAINER.joinpath(prestart["script"]).read_text()
             prestart = (*prestart["argv"], script)
         return cls(
             name=kernel_name.removeprefix(KERNEL_PREFIX),

@@ -19,7 +19,6 @@ import socket
 import struct
 import tarfile
 import time
-from importlib.resources import files as package_files
 
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import Ulimit
@@ -27,10 +26,10 @@ from requests.exceptions import RequestException
 
 from .errors import HostUnavailable
 from .execution import Execution, Limits, Result, Status
-from .languages import Language
+from .languages import CONTAINER, Language
 from .output import STDERR, STDOUT, OutputCollector
 
-BOOTSTRAP = package_files("braindrill_ext").joinpath("bootstrap.sh").read_text()
+BOOTSTRAP = CONTAINER.joinpath("bootstrap.sh").read_text()
 SANDBOX_USER = "65534:65534"  # nobody:nogroup, present in Debian-based and Alpine images
 GRACE_S = 2.0  # the in-container backstop fires this long after the manager's deadline
 STOP_WAIT_S = 5  # after its exit report, a container is given this long to stop before removal

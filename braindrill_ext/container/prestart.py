@@ -2,13 +2,13 @@
 # `timeout -s KILL <life> python3 -u -c "$(cat prestart.py)" <source file>` under the container's
 # init. The interpreter starts with the container, before any code exists, so that the code runs
 # as soon as it arrives instead of after the interpreter's start-up. It follows the bootstrap's
-# contract (braindrill_ext/bootstrap.sh) exactly: one framed payload on stdin (`<size>\n` + tar),
-# unpacked into /work; .braindrill/job gives BD_TIMEOUT and BD_EXIT_TOKEN, .braindrill/argv the run
-# argv; the program's stdin is .braindrill/stdin; exit codes 120-122 for a broken payload. It then
-# forks: the child runs the source file as `__main__`, as `python3 -u <source file> <args>` would;
-# the parent is the in-container deadline (the role `timeout -s KILL` plays in the bootstrap),
-# writes the exit report and exits with the child's status. Nothing here ever ran user code
-# before the payload arrived.
+# contract (braindrill_ext/container/bootstrap.sh) exactly: one framed payload on stdin
+# (`<size>\n` + tar), unpacked into /work; .braindrill/job gives BD_TIMEOUT and BD_EXIT_TOKEN,
+# .braindrill/argv the run argv; the program's stdin is .braindrill/stdin; exit codes 120-122 for
+# a broken payload. It then forks: the child runs the source file as `__main__`, as
+# `python3 -u <source file> <args>` would; the parent is the in-container deadline (the role
+# `timeout -s KILL` plays in the bootstrap), writes the exit report and exits with the child's
+# status. Nothing here ever ran user code before the payload arrived.
 # Only built-in modules are imported (tarfile and shlex would cost ~40 ms of start-up on a slow
 # storage driver, paid again by every cold start); the tar is the engine's own plain USTAR.
 import os
