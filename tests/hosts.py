@@ -2,10 +2,19 @@
 
 ``worker_daemons`` (session fixture) starts three engines, each with its own data root, exec root,
 pid file and unix socket, and a ``tcp://127.0.0.N:2376`` listener with mutual TLS (a CA, a server
-certificate for 127.0.0.N and a client certificate, made here with ``cryptography``). They use no
-bridge and no iptables (sandboxes have no network) and the overlay2 storage driver (vfs if overlay2
-does not start). They start empty: the engine copies the images a test needs from the master's
-engine. At the end every daemon is stopped, its mounts undone and its directories removed.
+certificate for 127.0.0.N and a client certificate, made here with ``cryptography``) and the
+overlay2 storage driver (vfs if overlay2 does not start). They start empty: the engine copies the
+images a test needs from the master's engine. At the end every daemon is stopped, its mounts undone
+and its directories removed.
+
+Networking: each engine has a default bridge of its own, ``br-bd-wN``, created here with an address
+from ``10.213.0.0/16`` that nothing on the machine uses, and no iptables rules, IP forwarding or
+masquerading (sandboxes use ``network_mode: none``; a container on such an engine's default network
+would reach only that bridge). Not ``--bridge=none``: a dockerd started with it deletes the
+machine's ``docker0`` (moby ``removeDefaultBridgeInterface``), which breaks the machine engine's
+default network until it restarts. The bridges are deleted at the end, and stale ones of a crashed
+run (``br-bd-*`` that no running dockerd names) at the start. The host's interfaces, addresses and
+routes are compared before and after: a difference fails the session's teardown.
 
 Import the fixtures into a test module with ``from hosts import worker_daemons  # noqa: F401``.
 """
@@ -16,6 +25,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,8 +38,11 @@ import docker
 import pytest
 
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+IP = shutil.which("ip") or "/usr/sbin/ip"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TLS_PORT = 2376
+BRIDGE_PREFIX = "br-bd-"  # the engines' bridges: br-bd-w1, ... (interface names: 15 bytes at most)
+BRIDGE_RANGE = ipaddress.ip_network("10.213.0.0/16")  # their /24s; not in Docker's default pools
 
 
 # -- certificates ----------------------------------------------------------------------------------
@@ -125,8 +138,10 @@ def make_certificates(directory: Path, server_ips) -> dict:
 class Daemon:
     """One extra ``dockerd`` with its own roots, a unix socket and a mutual-TLS TCP listener."""
 
-    def __init__(self, name: str, root: Path, ip: str, certs: dict, storage: str):
+    def __init__(self, name: str, root: Path, ip: str, certs: dict, storage: str, subnet: str):
         self.name, self.root, self.ip, self.certs, self.storage = name, root, ip, certs, storage
+        self.bridge = BRIDGE_PREFIX + name  # the engine's default bridge, made here
+        self.subnet = subnet  # its address range, e.g. 10.213.1.0/24; the bridge has the first IP
         self.sock = root / "docker.sock"
         self.proc: subprocess.Popen | None = None
         self.frozen = False
@@ -158,6 +173,7 @@ class Daemon:
     def start(self, timeout: float = 60) -> None:
         config = self.root / "daemon.json"  # empty: ignore the machine's /etc/docker/daemon.json
         config.write_text(json.dumps({}))
+        self._make_bridge()
         cmd = [
             DOCKERD,
             f"--config-file={config}",
@@ -170,7 +186,9 @@ class Daemon:
             f"--tlscacert={self.certs['ca']}",
             f"--tlscert={self.certs['server_cert']}",
             f"--tlskey={self.certs['server_key']}",
-            "--bridge=none",
+            # Its own bridge (made by _make_bridge: dockerd creates only docker0 itself, and
+            # would pick an address from its pools if the bridge had none). Never --bridge=none.
+            f"--bridge={self.bridge}",
             "--iptables=false",
             "--ip-forward=false",
             "--ip-masq=false",
@@ -195,6 +213,19 @@ class Daemon:
             finally:
                 client.close()
         raise RuntimeError(f"dockerd {self.name} did not answer within {timeout} s")
+
+    def _make_bridge(self) -> None:
+        """Create the engine's bridge with its address, unless it is there already (``start()``
+        after ``kill()``: the bridge outlives the daemon and is reused)."""
+        if _ip("link", "show", "dev", self.bridge, check=False).returncode == 0:
+            return
+        gateway = next(ipaddress.ip_network(self.subnet).hosts())
+        prefix = ipaddress.ip_network(self.subnet).prefixlen
+        _ip("link", "add", "name", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{gateway}/{prefix}", "dev", self.bridge)
+
+    def _remove_bridge(self) -> None:
+        _ip("link", "delete", "dev", self.bridge, "type", "bridge", check=False)
 
     def freeze(self) -> None:
         """SIGSTOP the engine: it stops answering, its connections stay open (a hung host)."""
@@ -232,7 +263,8 @@ class Daemon:
             pid_file.unlink(missing_ok=True)
 
     def stop(self) -> None:
-        """Stop dockerd (and so its containers and its containerd), undo mounts, remove files."""
+        """Stop dockerd (and so its containers and its containerd), delete its bridge, undo mounts,
+        remove files."""
         if self.proc is not None:
             if self.frozen:
                 self.thaw()
@@ -248,6 +280,7 @@ class Daemon:
                 os.kill(int(containerd_pid.read_text().strip()), signal.SIGKILL)
             except (ValueError, ProcessLookupError):
                 pass
+        self._remove_bridge()
         _unmount_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -265,6 +298,146 @@ def _unmount_under(root: Path) -> None:
         points = [line.split()[1] for line in f]
     for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+# -- the host's networking ------------------------------------------------------------------------
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([IP, *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def _ip_json(*args: str) -> list:
+    return json.loads(_ip("-j", *args).stdout or "[]")
+
+
+# Interfaces that come and go with the machine engine's containers and user-defined networks (other
+# people's work on this machine, not the extra engines'): left out of the comparison.
+_CHURN = re.compile(r"veth[0-9a-f]+|br-[0-9a-f]{12}")
+
+
+def host_networking() -> dict:
+    """The host's interfaces and IPv4 main-table routes: {interface name: its index, type, MAC
+    address, administrative state (UP or not), bridge master, IPv4 and global IPv6 addresses} and
+    {"route <dst> dev <interface>": gateway, source, scope, metric}. Left out: counters, carrier
+    and operational state (docker0 has carrier while a container is attached), kernel-made IPv6
+    link-local addresses, and the machine engine's veth and ``br-<network id>`` interfaces."""
+    found = {}
+    for link in _ip_json("addr", "show"):
+        name = link["ifname"]
+        if _CHURN.fullmatch(name):
+            continue
+        addresses = sorted(
+            f"{a['local']}/{a['prefixlen']}"
+            for a in link.get("addr_info", [])
+            if not (a["family"] == "inet6" and a.get("scope") == "link")
+        )
+        found[name] = {
+            "index": link["ifindex"],
+            "type": link.get("link_type"),
+            "mac": link.get("address"),
+            "up": "UP" in link.get("flags", []),
+            "master": link.get("master"),
+            "addresses": addresses,
+        }
+    for route in _ip_json("route", "show", "table", "main"):
+        if _CHURN.fullmatch(route.get("dev", "")):
+            continue
+        found[f"route {route['dst']} dev {route.get('dev')}"] = {
+            k: route.get(k) for k in ("gateway", "prefsrc", "scope", "metric") if route.get(k)
+        }
+    return found
+
+
+def networking_changes(before: dict, after: dict) -> list[str]:
+    """What differs between two ``host_networking()`` snapshots, one line per item."""
+    lines = []
+    for name in sorted(before.keys() | after.keys()):
+        was, now = before.get(name), after.get(name)
+        if was == now:
+            continue
+        if now is None:
+            lines.append(f"{name}: gone (was {was})")
+        elif was is None:
+            lines.append(f"{name}: new ({now})")
+        else:
+            diffs = ", ".join(
+                f"{k} {was.get(k)!r} -> {now.get(k)!r}"
+                for k in sorted(was.keys() | now.keys())
+                if was.get(k) != now.get(k)
+            )
+            lines.append(f"{name}: {diffs}")
+    return lines
+
+
+def _docker0_exists() -> bool:
+    return _ip("link", "show", "dev", "docker0", check=False).returncode == 0
+
+
+def check_networking_unchanged(before: dict, docker0_before: bool) -> None:
+    """Fail if the host's networking differs from ``before`` (see ``host_networking``)."""
+    problems = networking_changes(before, host_networking())
+    if docker0_before and not _docker0_exists():
+        problems.insert(
+            0,
+            "`ip link show docker0` fails: the machine engine's default network is broken until "
+            "its dockerd restarts",
+        )
+    if problems:
+        raise AssertionError(
+            "the worker-host engines changed the host's networking:\n  " + "\n  ".join(problems)
+        )
+
+
+def _bridges_in_use() -> set[str]:
+    """The bridges named by ``--bridge=`` in the command line of a running process."""
+    names = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue  # the process is gone
+        for arg in args:
+            if arg.startswith(b"--bridge="):
+                names.add(arg[len(b"--bridge=") :].decode(errors="replace"))
+    return names
+
+
+def remove_stale_bridges() -> list[str]:
+    """Delete the ``br-bd-*`` bridges that no running dockerd uses (left by a run that crashed
+    before its teardown). Returns their names."""
+    in_use = _bridges_in_use()
+    stale = [
+        link["ifname"]
+        for link in _ip_json("link", "show", "type", "bridge")
+        if link["ifname"].startswith(BRIDGE_PREFIX) and link["ifname"] not in in_use
+    ]
+    for name in stale:
+        _ip("link", "delete", "dev", name, "type", "bridge")
+    return stale
+
+
+def free_subnets(count: int) -> list[str]:
+    """``count`` /24s of ``BRIDGE_RANGE`` that overlap no address or route of the host."""
+    taken = [
+        ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
+        for link in _ip_json("-4", "addr", "show")
+        for a in link.get("addr_info", [])
+    ]
+    taken += [
+        ipaddress.ip_network(r["dst"], strict=False)
+        for r in _ip_json("-4", "route", "show", "table", "all")
+        if r.get("dst") not in (None, "default")
+    ]
+    free = [
+        str(net)
+        for net in list(BRIDGE_RANGE.subnets(new_prefix=24))[1:]
+        if not any(net.overlaps(t) for t in taken)
+    ]
+    if len(free) < count:
+        raise RuntimeError(f"no {count} free /24s in {BRIDGE_RANGE} for the engines' bridges")
+    return free[:count]
 
 
 def _storage_driver(probe_root: Path) -> str:
@@ -327,6 +500,8 @@ def _can_run_daemons() -> str | None:
         return "extra dockerd instances need root"
     if not os.path.exists(DOCKERD):
         return "dockerd is not installed"
+    if not os.path.exists(IP):
+        return "ip (iproute2) is not installed"
     for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
         with socket.socket() as s:
             if s.connect_ex((ip, TLS_PORT)) == 0:
@@ -361,25 +536,35 @@ def worker_daemons():
 
 
 def _start_daemons():
+    """Start the engines. Returns them and ``stop()``, which stops them, removes what they left,
+    and then raises AssertionError if the host's networking is not as it was before the start."""
+    remove_stale_bridges()
+    networking, docker0 = host_networking(), _docker0_exists()
     base = Path(tempfile.mkdtemp(prefix="bd-hosts-"))
     ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
     certs = make_certificates(base / "certs", ips)
     certs["server_cert"] = str(base / "certs" / "server-cert.pem")
     certs["server_key"] = str(base / "certs" / "server-key.pem")
     storage = _storage_driver(base / "probe")
+    subnets = free_subnets(len(ips))
     daemons = []
 
     def stop():
-        for daemon in daemons:
-            daemon.stop()
-        _unmount_under(base)
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            for daemon in daemons:
+                daemon.stop()
+        finally:
+            for daemon in daemons:
+                daemon._remove_bridge()  # done by stop() already, unless it failed before
+            _unmount_under(base)
+            shutil.rmtree(base, ignore_errors=True)
+        check_networking_unchanged(networking, docker0)
 
     try:
-        for i, ip in enumerate(ips, 1):
+        for i, (ip, subnet) in enumerate(zip(ips, subnets, strict=True), 1):
             root = base / f"w{i}"
             root.mkdir()
-            daemon = Daemon(f"w{i}", root, ip, certs, storage)
+            daemon = Daemon(f"w{i}", root, ip, certs, storage, subnet)
             daemons.append(daemon)
             daemon.start()
     except BaseException:
