@@ -58,7 +58,7 @@ def prepare_images(daemons, image: str) -> None:
 
 def server_config(daemons, n: int, args) -> dict:
     return {
-        "RemoteKernelManager": {
+        "ExecutionEngine": {
             "hosts": daemons.specs(slots=args.slots)[:n],
             "health_interval_s": args.health_interval,
             "ping_timeout_s": args.ping_timeout,

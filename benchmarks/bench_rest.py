@@ -68,7 +68,7 @@ def server_specs(args) -> list[ServerSpec]:
 
     A ``--server-config`` takes an optional label first, then ``Class.trait=value`` items and JSON
     config files."""
-    base = {"RemoteKernelManager": {"slots": args.slots, "queue_size": args.queue_size}}
+    base = {"ExecutionEngine": {"slots": args.slots, "queue_size": args.queue_size}}
     specs = []
     for items in args.server_config or [[]]:
         label = "REST"
@@ -325,11 +325,11 @@ def main(argv=None) -> int:
         "--slots",
         type=int,
         default=12,
-        help="RemoteKernelManager.slots of every server (default 12, measured best of 4/8/12/16 "
+        help="ExecutionEngine.slots of every server (default 12, measured best of 4/8/12/16 "
         "on a 2-core machine: a slot mostly waits on the engine's create/start/remove)",
     )
     parser.add_argument(
-        "--queue-size", type=int, default=64, help="RemoteKernelManager.queue_size (default 64)"
+        "--queue-size", type=int, default=64, help="ExecutionEngine.queue_size (default 64)"
     )
     parser.add_argument("--runs", type=int, default=100, help="latency: timed runs per target")
     parser.add_argument("--warmup", type=int, default=3, help="latency: untimed runs first")

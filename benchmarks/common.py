@@ -116,7 +116,7 @@ def parse_config(items) -> dict:
     """Turn ``Class.trait=value`` strings and JSON config files into one traitlets config dict.
 
     A value is read as JSON when it parses (``4``, ``true``, ``{"python": 2}``), else as a string:
-    ``RemoteKernelManager.slots=4`` → ``{"RemoteKernelManager": {"slots": 4}}``.
+    ``ExecutionEngine.slots=4`` → ``{"ExecutionEngine": {"slots": 4}}``.
     """
     config: dict = {}
     for item in items:

@@ -1,5 +1,16 @@
 """The engine's errors. Only the handlers turn them into HTTP responses."""
 
+from docker.errors import DockerException
+from requests.exceptions import RequestException
+
+# What a call to a Docker Engine raises when the engine, or the way to it, fails.
+TRANSPORT_ERRORS = (DockerException, RequestException, OSError)
+
+
+def reason_of(e: BaseException) -> str:
+    """A one-line reason for an error from the Docker SDK (or any other)."""
+    return getattr(e, "explanation", None) or str(e) or type(e).__name__
+
 
 class BraindrillError(Exception):
     """Base class of every error the engine raises on purpose."""

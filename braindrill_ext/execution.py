@@ -34,6 +34,8 @@ class Limits:
     compile_timeout_s: float = 30.0
     compile_output_bytes: int = 64 << 10
     compile_memory_mib: int = 512
+    display_bytes: int = 16 << 20  # all rich outputs (displays, plots) of one execution
+    output_record_bytes: int = 8 << 20  # one rich output
 
 
 @dataclass
@@ -44,6 +46,11 @@ class Execution:
     stdin: str = ""
     args: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    # Cell semantics (the last expression's value is shown, an exception is an ``error``
+    # output), as in a notebook; False: the code runs as a script (REST's default).
+    interactive: bool = False
+    execution_count: int = 0  # the cell's number, for its execute_result
+    warm: bool = True  # may take a warm container (False: a cold one, e.g. a version probe)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
@@ -74,6 +81,10 @@ class Result:
     compile_output: str | None = None
     queued_ms: float = 0.0
     message: str | None = None
+    # Rich outputs (display_data, update_display_data, clear_output, execute_result) in order,
+    # shaped as in .ipynb; and the uncaught exception of a cell ({ename, evalue, traceback}).
+    outputs: list[dict] = field(default_factory=list)
+    error: dict | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)

@@ -11,6 +11,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from . import views
 from .errors import (
     HostUnavailable,
     InvalidRequest,
@@ -18,9 +19,9 @@ from .errors import (
     PayloadTooLarge,
     UnknownLanguage,
 )
+from .validation import make_execution, parse_body
 
 AUTH_RESOURCE = "braindrill"
-JSON_KEYS = {"code", "stdin", "args", "files", "limits"}
 HOST_RETRY_AFTER_S = 5  # Retry-After when no worker host could start an execution
 FORMATS = {"application/json": "json", "text/plain": "text", "text/event-stream": "events"}
 
@@ -29,8 +30,8 @@ class BraindrillHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
 
     @property
-    def manager(self):
-        return self.settings["braindrill_manager"]
+    def engine(self):
+        return self.settings["braindrill_engine"]
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -59,14 +60,12 @@ class LanguagesHandler(BraindrillHandler):
     @authorized
     async def get(self, language: str | None = None):
         """GET /lang: the languages with image, version and limits; GET /lang/<name>/info: one."""
-        await self.manager.ensure_started()
+        await self.engine.ensure_started()
         try:
-            langs = (
-                [self.manager.registry.get(language)] if language else list(self.manager.registry)
-            )
+            langs = [self.engine.registry.get(language)] if language else list(self.engine.registry)
         except UnknownLanguage as e:
             raise self.engine_error(e) from e
-        models = await asyncio.gather(*(self.manager.describe(lang) for lang in langs))
+        models = await asyncio.gather(*(views.language_model(self.engine, lang) for lang in langs))
         self.finish(json.dumps(models[0] if language else {"languages": models}))
 
 
@@ -74,8 +73,9 @@ class ExecutionHandler(BraindrillHandler):
     """POST /lang/<language>: run the body as code in a fresh sandbox.
 
     The body is the code itself, or (Content-Type: application/json) an object with ``code`` and
-    optional ``stdin``, ``args``, ``files`` and ``limits``. The answer is a JSON Result, the output
-    as text/plain (status in X-Braindrill-Status), or server-sent events, after ``Accept``.
+    optional ``stdin``, ``args``, ``files``, ``limits`` and ``interactive``. The answer is a JSON
+    Result, the output as text/plain (status in X-Braindrill-Status), or server-sent events,
+    after ``Accept``.
     """
 
     _task: asyncio.Task | None = None
@@ -83,18 +83,20 @@ class ExecutionHandler(BraindrillHandler):
     @web.authenticated
     @authorized
     async def post(self, language: str):
-        await self.manager.ensure_started()
+        await self.engine.ensure_started()
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         try:
-            execution = self.manager.make_execution(language, **self._parse_body())
+            fields = parse_body(self.request.body, ctype, self.engine.limits)
+            execution = make_execution(self.engine.registry, self.engine.limits, language, **fields)
         except (UnknownLanguage, InvalidRequest, PayloadTooLarge) as e:
             raise self.engine_error(e) from e
         fmt = self._response_format()
-        on_output = self._send_event if fmt == "events" else None
+        on_output = self._on_output if fmt == "events" else None
         if fmt == "events":
             self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
             self.set_header("Cache-Control", "no-cache")
             self.set_header("X-Accel-Buffering", "no")
-        self._task = asyncio.ensure_future(self.manager.run(execution, on_output))
+        self._task = asyncio.ensure_future(self.engine.run(execution, on_output))
         try:
             result = await self._task
         except asyncio.CancelledError:
@@ -130,6 +132,11 @@ class ExecutionHandler(BraindrillHandler):
         if self._task is not None:
             self._task.cancel()
 
+    def _on_output(self, kind: str, value):
+        """Each piece of output as it happens: ``stdout``/``stderr`` events with the text, a
+        ``display`` event with each rich output."""
+        self._send_event("display" if kind == "output" else kind, value)
+
     def _send_event(self, event: str, data):
         if isinstance(data, str):
             data = {"text": data}
@@ -148,45 +155,14 @@ class ExecutionHandler(BraindrillHandler):
                 return FORMATS[media]
         return "json"
 
-    def _parse_body(self) -> dict:
-        body = self.request.body
-        limit = self.manager.limits.code_bytes
-        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if len(body) > (4 * limit if ctype == "application/json" else limit):
-            raise self.engine_error(
-                PayloadTooLarge(f"the body is {len(body)} bytes; the code limit is {limit} bytes")
-            )
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise web.HTTPError(400, f"the body is not valid UTF-8: {e}") from e
-        if ctype != "application/json":
-            if not text.strip():
-                raise web.HTTPError(400, "the body is empty: send the code to run")
-            return {"code": text}
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise web.HTTPError(400, f"malformed JSON body: {e}") from e
-        if not isinstance(data, dict):
-            raise web.HTTPError(400, "the JSON body must be an object with at least 'code'")
-        unknown = set(data) - JSON_KEYS
-        if unknown:
-            raise web.HTTPError(
-                400, f"unknown fields {sorted(unknown)}; allowed: {sorted(JSON_KEYS)}"
-            )
-        if "code" not in data:
-            raise web.HTTPError(400, "the JSON body needs 'code'")
-        return data
-
 
 class WorkersHandler(BraindrillHandler):
     @web.authenticated
     @authorized
     async def get(self):
         """GET /braindrill/workers: health, slots, running and completed per worker host."""
-        await self.manager.ensure_started()
-        self.finish(json.dumps(self.manager.status()))
+        await self.engine.ensure_started()
+        self.finish(json.dumps(views.workers_model(self.engine)))
 
 
 default_handlers = [

@@ -7,6 +7,7 @@ compile command, the run command and default limits. Adding a language is adding
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from importlib.resources import files as package_files
 
@@ -37,6 +38,10 @@ class Language:
     # The interpreter started with the container, before the code arrives (argv, then the source
     # file name): it runs the payload itself instead of the bootstrap. Interpreted languages only.
     prestart: tuple[str, ...] | None = None
+
+    def variant(self, **changes) -> Language:
+        """The same runtime with other fields (the version probe runs ``version_command``)."""
+        return dataclasses.replace(self, **changes)
 
     @property
     def kernel_name(self) -> str:
@@ -88,7 +93,8 @@ class LanguageRegistry:
 
     @classmethod
     def from_kernelspecs(cls, kernel_spec_manager: KernelSpecManager | None = None):
-        ksm = kernel_spec_manager or KernelSpecManager()
+        # Not the native-kernel check (it imports ipykernel: ~0.2 s on a kernel's first start).
+        ksm = kernel_spec_manager or KernelSpecManager(ensure_native_kernel=False)
         languages = []
         for kernel_name, _model in sorted(ksm.get_all_specs().items()):
             if not kernel_name.startswith(KERNEL_PREFIX):

@@ -7,7 +7,6 @@ import dataclasses
 from traitlets import Dict, Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
-from .errors import InvalidRequest, PayloadTooLarge
 from .execution import Limits
 from .languages import Language
 
@@ -21,6 +20,7 @@ REQUESTABLE = (
     "compile_timeout_s",
     "compile_output_bytes",
     "compile_memory_mib",
+    "display_bytes",
 )
 
 
@@ -28,7 +28,7 @@ class LimitsPolicy(LoggingConfigurable):
     """Defaults and maxima of every limit. Precedence for a default: the operator's
     ``language_limits`` for the language, then the kernelspec's ``limits``, then the defaults here.
     A request (REST body or kernel) may lower any of ``REQUESTABLE`` or raise it up to the
-    maximum."""
+    maximum (checked by ``validation.resolve_limits``)."""
 
     timeout_s = Float(10.0, config=True, help="Default wall-clock limit per execution, in seconds.")
     memory_mib = Integer(256, config=True, help="Default memory limit (RAM, no swap), in MiB.")
@@ -42,6 +42,14 @@ class LimitsPolicy(LoggingConfigurable):
     compile_memory_mib = Integer(
         512, config=True, help="Default memory limit of the compile step (RAM, no swap), in MiB."
     )
+    display_bytes = Integer(
+        16 << 20,
+        config=True,
+        help="Cap on the rich outputs (displays, plots, display files) of one execution, bytes.",
+    )
+    output_record_bytes = Integer(
+        8 << 20, config=True, help="Cap on one rich output (a plot, a display), in bytes of JSON."
+    )
     code_bytes = Integer(
         512 << 10,
         config=True,
@@ -54,6 +62,7 @@ class LimitsPolicy(LoggingConfigurable):
     max_output_bytes = Integer(8 << 20, config=True, help="Largest output cap a request may ask.")
     max_compile_timeout_s = Float(120.0, config=True, help="Largest compile limit, in seconds.")
     max_compile_output_bytes = Integer(1 << 20, config=True, help="Largest compiler-output cap.")
+    max_display_bytes = Integer(64 << 20, config=True, help="Largest rich-output cap, bytes.")
     max_compile_memory_mib = Integer(
         2048, config=True, help="Largest compile-step memory limit a request may ask, MiB."
     )
@@ -83,42 +92,3 @@ class LimitsPolicy(LoggingConfigurable):
         values.update({k: v for k, v in language.limits.items() if k in LIMIT_FIELDS})
         values.update(self.language_limits.get(language.name, {}))
         return Limits(**values)
-
-    def resolve(self, language: Language, requested: dict | None) -> Limits:
-        """The limits of one execution: the language's defaults with ``requested`` applied.
-
-        Raises ``InvalidRequest`` for an unknown limit, a wrong type, a value <= 0, or a value
-        above the operator's maximum (the message names the maximum).
-        """
-        limits = self.defaults(language)
-        if not requested:
-            return limits
-        if not isinstance(requested, dict):
-            raise InvalidRequest("'limits' must be an object")
-        changes = {}
-        for name, value in requested.items():
-            if name not in REQUESTABLE:
-                raise InvalidRequest(
-                    f"unknown or fixed limit {name!r}; a request may set: {', '.join(REQUESTABLE)}"
-                )
-            kind = LIMIT_FIELDS[name]
-            ok_types = (int, float) if kind == "float" else (int,)
-            if isinstance(value, bool) or not isinstance(value, ok_types):
-                raise InvalidRequest(
-                    f"limit {name!r} must be a {'number' if kind == 'float' else 'whole number'}"
-                )
-            if value <= 0:
-                raise InvalidRequest(f"limit {name!r} must be greater than 0, got {value}")
-            maximum = self.maximum(name)
-            if maximum is not None and value > max(maximum, getattr(limits, name)):
-                raise InvalidRequest(f"limit {name!r}={value} is above the maximum of {maximum}")
-            changes[name] = value
-        return dataclasses.replace(limits, **changes)
-
-    def check_size(self, code: str, stdin: str = "", files: dict | None = None) -> None:
-        size = len(code.encode()) + len(stdin.encode())
-        size += sum(len(k.encode()) + len(v.encode()) for k, v in (files or {}).items())
-        if size > self.code_bytes:
-            raise PayloadTooLarge(
-                f"code, stdin and files are {size} bytes; the limit is {self.code_bytes} bytes"
-            )

@@ -1,40 +1,36 @@
 """Reading a sandbox's output: capped while it streams, decoded incrementally, with the compile
-step's report and the exit report split off (see bootstrap.sh for what the sandbox writes)."""
+report, the output records and the exit report split off (the formats: ``protocol.py``)."""
 
 from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
 
+from . import records
+from .protocol import COMPILE_MARK, MAX_HEADER, exit_mark, output_mark
+
 STDOUT, STDERR = 1, 2
 NAMES = {STDOUT: "stdout", STDERR: "stderr"}
-COMPILE_MARK = b"\x1ebraindrill-compile "
-EXIT_MARK = b"\x1ebraindrill-exit "
-MAX_HEADER = 64
-
-
-def exit_mark(token: str) -> bytes:
-    """The start of the exit report: once the program has exited, the sandbox writes
-    ``<mark><exit code>\\n`` on stdout and on stderr, so that its result is known before the
-    container has finished stopping. On both, because the engine forwards the two streams
-    independently: each report marks the end of its own stream's output. The token, random per
-    execution, keeps output that merely looks like a report from ending the read early."""
-    return EXIT_MARK + token.encode() + b" "
 
 
 class OutputCollector:
     """Collects the frames of one execution; pure logic, fed by the reader thread.
 
-    ``feed`` returns False once a stream went past its cap: the caller then kills the sandbox.
-    ``on_output(name, text)`` is called with each decoded chunk of stdout/stderr as it arrives.
+    ``feed`` returns False once the output went past a cap (a stream's ``output_bytes``, or
+    ``display_bytes`` of rich outputs): the caller then kills the sandbox. ``on_output(kind,
+    value)`` is called as the output arrives: ``("stdout"|"stderr", text)`` for each decoded
+    chunk, ``("output", output)`` for each rich output but an ``error`` (kept in ``error``).
     """
 
     def __init__(
         self,
         output_bytes: int,
         compile_output_bytes: int | None = None,
-        on_output: Callable[[str, str], None] | None = None,
+        on_output: Callable[[str, object], None] | None = None,
         exit_token: str | None = None,
+        output_token: str | None = None,
+        display_bytes: int = 0,
+        output_record_bytes: int = 0,
     ):
         self.cap = output_bytes
         self.on_output = on_output
@@ -50,10 +46,28 @@ class OutputCollector:
         self.compile_done = False  # the whole report arrived: the run step may be started
         self.compile_output = bytearray()
         self.compile_truncated = False
-        # The exit report, per stream: output that may be its start is held back until known.
-        self._exit_mark = exit_mark(exit_token) if exit_token else None
+        # Reports and records: output that may be the start of one is held back until known.
+        self._marks = {STDOUT: [], STDERR: []}
+        if exit_token:
+            for stream in NAMES:
+                self._marks[stream].append(exit_mark(exit_token))
+        self._output_mark = output_mark(output_token) if output_token else None
+        if self._output_mark:
+            self._marks[STDOUT].append(self._output_mark)
         self._held = {STDOUT: b"", STDERR: b""}
-        self._reported: dict[int, int] = {}  # stream → the exit code its report gave
+        # Stream → the exit code its report gave; what a stream carries after it (a leftover
+        # process's output) is dropped.
+        self._reported: dict[int, int] = {}
+        # Rich outputs: the budget of all of them, the cap of one, the one being read.
+        self.display_cap = display_bytes
+        self.record_cap = output_record_bytes
+        self.display_used = 0
+        self._record: bytearray | None = None  # the body of the record being read
+        self._record_left = 0
+        self._record_kept = True
+        self.outputs: list[dict] = []
+        self.error: dict | None = None
+        self.dropped: list[str] = []  # why rich outputs were left out
 
     @property
     def done(self) -> bool:
@@ -68,10 +82,19 @@ class OutputCollector:
     def feed(self, stream: int, chunk: bytes) -> bool:
         if stream == STDERR and self._header is not None:
             chunk = self._take_compile_report(chunk)
-        if self._exit_mark is not None and stream in self._held and chunk:
-            chunk = self._take_exit_report(stream, chunk)
-        if stream not in self.data or not chunk:
-            return not self.overflow
+        while chunk and stream in self._held and stream not in self._reported:
+            if self.overflow:
+                break
+            if stream == STDOUT and self._record is not None:
+                chunk = self._take_record_body(chunk)
+                continue
+            text, chunk = self._split_reports(stream, chunk)
+            self._keep(stream, text)
+        return not self.overflow
+
+    def _keep(self, stream: int, chunk: bytes) -> None:
+        if not chunk:
+            return
         buf = self.data[stream]
         room = self.cap - len(buf)
         if len(chunk) > room:
@@ -83,7 +106,72 @@ class OutputCollector:
             text = self._decoders[stream].decode(chunk)
             if text:
                 self.on_output(NAMES[stream], text)
-        return not self.overflow
+
+    def _split_reports(self, stream: int, chunk: bytes) -> tuple[bytes, bytes]:
+        """Split ``chunk`` (after what was held) into plain output and the rest, which starts
+        after a report or record header (or is empty). Holds back a tail that may be the start of
+        one split across frames."""
+        data = self._held[stream] + chunk
+        self._held[stream] = b""
+        at = data.find(b"\x1e")
+        while at >= 0:
+            rest = data[at:]
+            for mark in self._marks[stream]:
+                if not rest.startswith(mark[: len(rest)]):
+                    continue
+                end = rest.find(b"\n")
+                if len(rest) <= len(mark) or (end < 0 and len(rest) < len(mark) + MAX_HEADER):
+                    self._held[stream] = rest  # not whole yet
+                    return data[:at], b""
+                field = rest[len(mark) : end] if end >= 0 else b""
+                if not field.isdigit():
+                    break  # looks like a mark, is not: plain output
+                if mark is self._output_mark:
+                    self._start_record(int(field))
+                else:
+                    self._reported[stream] = int(field)
+                    return data[:at], b""  # what follows the exit report is dropped
+                return data[:at], rest[end + 1 :]
+            at = data.find(b"\x1e", at + 1)
+        return data, b""
+
+    def _start_record(self, size: int) -> None:
+        self._record, self._record_left = bytearray(), size
+        self._record_kept = not self.record_cap or size <= self.record_cap
+        if not self._record_kept:
+            self.dropped.append(
+                f"an output of {size} bytes is over the cap of {self.record_cap} bytes per output"
+            )
+        elif self.display_cap and self.display_used + size > self.display_cap:
+            self.overflow = True  # a display flood: output_limit, what came before is kept
+        self.display_used += size
+        if not size:
+            self._end_record()
+
+    def _take_record_body(self, chunk: bytes) -> bytes:
+        part, rest = chunk[: self._record_left], chunk[self._record_left :]
+        if self._record_kept:
+            self._record += part
+        self._record_left -= len(part)
+        if not self._record_left:
+            self._end_record()
+        return rest
+
+    def _end_record(self) -> None:
+        raw, self._record = bytes(self._record), None
+        if not self._record_kept:
+            return
+        try:
+            output = records.parse(raw)
+        except records.BadRecord as e:
+            self.dropped.append(str(e))
+            return
+        if output["output_type"] == "error":
+            self.error = output
+            return
+        self.outputs.append(output)
+        if self.on_output:
+            self.on_output("output", output)
 
     def _take_compile_report(self, chunk: bytes) -> bytes:
         if self._compile_left:
@@ -117,38 +205,20 @@ class OutputCollector:
             return rest
         return self._take_compile_report(rest)
 
-    def _take_exit_report(self, stream: int, chunk: bytes) -> bytes:
-        if stream in self._reported:  # after the report: a leftover process's output, dropped
-            return b""
-        data, mark = self._held[stream] + chunk, self._exit_mark
-        self._held[stream] = b""
-        start = data.find(mark)
-        if start >= 0:
-            end = data.find(b"\n", start)
-            if end < 0 and len(data) - start < len(mark) + 8:
-                self._held[stream] = data[start:]
-            elif end >= 0 and data[start + len(mark) : end].isdigit():
-                self._reported[stream] = int(data[start + len(mark) : end])
-            else:  # not a report after all
-                return data
-            return data[:start]
-        # Hold back a tail that could be the start of a report split across frames.
-        tail = data.rfind(b"\x1e", max(len(data) - len(mark), 0))
-        if tail >= 0 and mark.startswith(data[tail:]):
-            self._held[stream] = data[tail:]
-            return data[:tail]
-        return data
-
     def finish(self) -> None:
-        """End of stream: output held back as a possible exit report was plain output."""
-        self._exit_mark = None
+        """End of stream: output held back as a possible report was plain output."""
+        self._marks = {STDOUT: [], STDERR: []}
+        self._record = None
         for stream, held in self._held.items():
             if held:
                 self._held[stream] = b""
-                self.feed(stream, held)
+                self._keep(stream, held)
 
     def text(self, stream: int) -> str:
-        return bytes(self.data[stream]).decode("utf-8", "replace")
+        text = bytes(self.data[stream]).decode("utf-8", "replace")
+        if stream == STDERR and self.dropped:
+            text += "".join(f"braindrill: output dropped: {why}\n" for why in self.dropped)
+        return text
 
     @property
     def compile_text(self) -> str | None:

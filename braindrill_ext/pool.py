@@ -25,6 +25,7 @@ from traitlets.config import LoggingConfigurable
 from .errors import HostUnavailable
 from .execution import Execution, Limits, container_memory_mib
 from .languages import Language
+from .protocol import EXECUTION
 
 # Limits fixed when a container is created; a request that changes one takes the cold path.
 CONTAINER_LIMITS = ("memory_mib", "cpus", "pids", "workdir_mib", "nofile", "compile_memory_mib")
@@ -81,10 +82,10 @@ class HostPool:
     """The warm containers of one worker host. Used by the remote kernel manager: ``take()`` in
     ``_run_on``, ``fill()`` when a slot frees, ``maintain()`` from its periodic loop."""
 
-    def __init__(self, host, policy: WarmPools, registry, labels, limits_for, log):
+    def __init__(self, host, policy: WarmPools, labels, limits_for, reaper, log):
         self.host = host
+        self.reaper = reaper  # keeps what could not be removed
         self.policy = policy
-        self.registry = registry  # pools hold the registry's languages only
         self.labels = labels  # () -> the labels of a new warm container
         self.limits_for = limits_for  # Language -> default Limits
         self.log = log
@@ -115,7 +116,7 @@ class HostPool:
         low, high = self.policy.bounds(lang.name)
         if high == 0:
             return None
-        if lang is not self.registry.get(lang.name):  # a variant (the version probe): go cold
+        if not execution.warm:
             return None
         pool = self._pool(lang)
         pool.last_used = time.monotonic()
@@ -130,7 +131,7 @@ class HostPool:
             if time.monotonic() - born < self.policy.ttl_s:
                 sandbox = candidate
             else:
-                self._spawn(candidate.destroy())
+                self._spawn(self._destroy(candidate))
         if sandbox is None:
             pool.misses += 1
             pool.target = min(high, max(pool.target + 1, low, 1))
@@ -141,7 +142,7 @@ class HostPool:
 
     def fill(self) -> None:
         """Start creating warm containers where a pool is below target and the host has room."""
-        if self._closed or not self.host.healthy:
+        if self._closed or not self.host.schedulable:
             return
         now = time.monotonic()
         for pool in sorted(self.pools.values(), key=lambda p: len(p.ready) - p.target):
@@ -174,7 +175,7 @@ class HostPool:
         finally:
             pool.filling -= 1
         if self._closed:
-            await sandbox.destroy()
+            await self._destroy(sandbox)
             return
         pool.last_error = None
         pool.ready.append((sandbox, time.monotonic()))
@@ -195,7 +196,7 @@ class HostPool:
             keep = collections.deque()
             for sandbox, born in pool.ready:
                 if now - born >= self.policy.ttl_s or len(keep) >= pool.target:
-                    await sandbox.destroy()
+                    await self._destroy(sandbox)
                 else:
                     keep.append((sandbox, born))
             pool.ready = keep
@@ -209,7 +210,7 @@ class HostPool:
         for pool in self.pools.values():
             while pool.ready:
                 sandbox, _ = pool.ready.popleft()
-                await sandbox.destroy()
+                await self._destroy(sandbox)
 
     def status(self) -> dict:
         return {
@@ -222,6 +223,10 @@ class HostPool:
             }
             for name, p in sorted(self.pools.items())
         }
+
+    async def _destroy(self, sandbox) -> None:
+        if not await sandbox.destroy():
+            self.reaper.abandon(self.host, sandbox.labels[EXECUTION])
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

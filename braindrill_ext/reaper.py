@@ -1,10 +1,9 @@
 """The reaper: removes labelled containers that no live execution owns.
 
-Every sandbox carries ``braindrill.owner`` (``<master id>:<pid>:<nonce>`` of the manager that made
-it), ``braindrill.execution`` and ``braindrill.expires`` (when even its in-container deadline is
-long past). A container is garbage when it is past its expiry, when its execution was abandoned
-because its host stopped answering, or when its owner is a process of this master that is gone (a
-crashed or killed server).
+Every sandbox carries the labels of ``protocol.py``: its owner (the engine that made it), its
+execution and its expiry. A container is garbage when it is past its expiry, when its execution
+was abandoned because its host stopped answering, or when its owner is a process of this master
+that is gone (a crashed or killed server).
 """
 
 from __future__ import annotations
@@ -13,14 +12,30 @@ import asyncio
 import os
 import time
 
-from .sandbox import LABEL, TRANSPORT_ERRORS
+from . import protocol
+from .errors import TRANSPORT_ERRORS
+
+ABANDONED_TTL_S = 3600.0  # forget an abandoned execution after this long
 
 
 class Reaper:
+    """Removes leftovers; the one keeper of the containers that could not be removed."""
+
     def __init__(self, owner: str, master_id: str, log):
         self.owner = owner
         self.master_id = master_id
         self.log = log
+        # Per host name: executions whose container could not be removed → when.
+        self.abandoned: dict[str, dict[str, float]] = {}
+
+    def abandon(self, host, execution_id: str) -> None:
+        """The container of ``execution_id`` could not be removed from ``host`` (it did not
+        answer): remove it when the host is back. Called by the engine and the warm pools."""
+        now = time.time()
+        kept = self.abandoned.get(host.name, {})
+        kept = {k: t for k, t in kept.items() if now - t < ABANDONED_TTL_S}
+        kept[execution_id] = now
+        self.abandoned[host.name] = kept
 
     async def sweep(self, hosts) -> int:
         """Remove garbage containers on ``hosts``; returns how many. Called by the remote kernel
@@ -30,21 +45,23 @@ class Reaper:
 
     async def _sweep(self, host) -> int:
         containers = await host.call(
-            host.client.api.containers, all=True, filters={"label": f"{LABEL}.owner"}
+            host.client.api.containers, all=True, filters={"label": protocol.OWNER}
         )
         now, removed = time.time(), 0
+        abandoned_here = self.abandoned.get(host.name, {})
         for c in containers:
             labels = c.get("Labels") or {}
-            owner = labels.get(f"{LABEL}.owner", "")
-            execution = labels.get(f"{LABEL}.execution", "")
-            abandoned = owner == self.owner and execution in host.abandoned
-            if owner == self.owner and now < _expiry(labels) and not abandoned:
+            owner = labels.get(protocol.OWNER, "")
+            execution = labels.get(protocol.EXECUTION, "")
+            abandoned = owner == self.owner and execution in abandoned_here
+            expired = now >= protocol.expiry(labels)
+            if owner == self.owner and not expired and not abandoned:
                 continue
-            if abandoned or now >= _expiry(labels) or self._owner_is_dead(owner):
+            if abandoned or expired or self.owner_is_dead(owner):
                 try:
                     await host.call(host.client.api.remove_container, c["Id"], force=True)
                     removed += 1
-                    host.abandoned.pop(execution, None)
+                    abandoned_here.pop(execution, None)
                 except TRANSPORT_ERRORS as e:
                     self.log.debug("reaper: %s on %s: %s", c["Id"][:12], host.name, e)
         if removed:
@@ -56,7 +73,7 @@ class Reaper:
         thread; returns how many. For interpreter exit, when thread pools no longer run."""
         api, removed = host.client.api, 0
         try:
-            owned = api.containers(all=True, filters={"label": f"{LABEL}.owner={self.owner}"})
+            owned = api.containers(all=True, filters={"label": f"{protocol.OWNER}={self.owner}"})
         except TRANSPORT_ERRORS as e:
             self.log.warning("could not list containers on %s: %s", host.name, e)
             return 0
@@ -68,22 +85,16 @@ class Reaper:
                 self.log.warning("could not remove %s on %s: %s", c["Id"][:12], host.name, e)
         return removed
 
-    def _owner_is_dead(self, owner: str) -> bool:
-        master, _, rest = owner.partition(":")
-        pid = rest.partition(":")[0]
-        if master != self.master_id or not pid.isdigit() or owner == self.owner:
+    def owner_is_dead(self, owner: str) -> bool:
+        """Is ``owner`` another engine of this master whose process is gone (or an earlier
+        engine of this very process)? Engines of other masters are never judged."""
+        master, pid = protocol.parse_owner(owner)
+        if master != self.master_id or pid is None or owner == self.owner:
             return False
         try:
-            os.kill(int(pid), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return True
         except PermissionError:
             return False
-        return int(pid) == os.getpid()  # an earlier manager of this very process
-
-
-def _expiry(labels: dict) -> float:
-    try:
-        return float(labels.get(f"{LABEL}.expires", "inf"))
-    except ValueError:
-        return 0.0
+        return pid == os.getpid()

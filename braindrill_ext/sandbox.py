@@ -10,6 +10,7 @@ is called in a ``finally`` on every path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import secrets
@@ -22,40 +23,58 @@ import time
 
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import Ulimit
-from requests.exceptions import RequestException
 
-from .errors import HostUnavailable
+from . import protocol as p
+from .errors import TRANSPORT_ERRORS, HostUnavailable, reason_of
 from .execution import Execution, Limits, Result, Status
 from .languages import CONTAINER, Language
 from .output import STDERR, STDOUT, OutputCollector
 
 BOOTSTRAP = CONTAINER.joinpath("bootstrap.sh").read_text()
 SANDBOX_USER = "65534:65534"  # nobody:nogroup, present in Debian-based and Alpine images
-GRACE_S = 2.0  # the in-container backstop fires this long after the manager's deadline
+GRACE_S = 2.0  # the in-container backstop fires this long after the engine's deadline
 STOP_WAIT_S = 5  # after its exit report, a container is given this long to stop before removal
-GO = b"g"  # after a successful compile step, the bootstrap waits for this byte to run the program
-LABEL = "braindrill"
+ENVIRONMENT = {
+    "HOME": p.WORKDIR,
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    p.DISPLAY_ENV: p.DISPLAY_DIR,
+    "MPLCONFIGDIR": "/tmp/matplotlib",  # matplotlib's cache: the root filesystem is read-only
+}
 
-TRANSPORT_ERRORS = (DockerException, RequestException, OSError)
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    """One execution's tokens (``protocol.py``): the exit report's, known to the watchdog only,
+    and the output records', known to the program's display publisher."""
+
+    exit: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
+    output: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
 
 
-def build_payload(execution: Execution, limits: Limits, exit_token: str) -> bytes:
+def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes:
     """The framed payload the bootstrap reads: ``<size>\\n`` then a tar of the work directory."""
     lang = execution.language
-    job = [f"BD_TIMEOUT={limits.timeout_s + GRACE_S:g}", f"BD_EXIT_TOKEN={exit_token}"]
+    job = {
+        p.JOB_TIMEOUT: f"{limits.timeout_s + GRACE_S:g}",
+        p.JOB_EXIT_TOKEN: tokens.exit,
+        p.JOB_OUTPUT_TOKEN: tokens.output,
+        p.JOB_OUTPUT_MAX: str(limits.output_record_bytes),
+        p.JOB_INTERACTIVE: "1" if execution.interactive else "0",
+        p.JOB_EXECUTION_COUNT: str(execution.execution_count),
+    }
     if lang.compile:
-        job += [
-            f"BD_COMPILE={shlex.quote(shlex.join(lang.compile))}",
-            f"BD_COMPILE_TIMEOUT={limits.compile_timeout_s:g}",
-            f"BD_COMPILE_OUTPUT={limits.compile_output_bytes}",
-        ]
+        job[p.JOB_COMPILE] = shlex.quote(shlex.join(lang.compile))
+        job[p.JOB_COMPILE_TIMEOUT] = f"{limits.compile_timeout_s:g}"
+        job[p.JOB_COMPILE_OUTPUT] = str(limits.compile_output_bytes)
     argv = [*lang.run, *execution.args]
-    job.append("set -- " + shlex.join(argv))
+    lines = [f"{name}={value}" for name, value in job.items()]
+    lines.append("set -- " + shlex.join(argv))
     entries = {**execution.files, lang.source_file: execution.code}
-    entries[".braindrill/stdin"] = execution.stdin
-    entries[".braindrill/job"] = "\n".join(job) + "\n"
+    entries[f"{p.JOB_DIR}/stdin"] = execution.stdin
+    entries[f"{p.JOB_DIR}/job"] = "\n".join(lines) + "\n"
     if lang.prestart:  # the same argv, for a reader that is not a shell
-        entries[".braindrill/argv"] = "\0".join(argv)
+        entries[f"{p.JOB_DIR}/argv"] = "\0".join(argv)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, text in entries.items():
@@ -90,6 +109,7 @@ class Sandbox:
         self._preparing: asyncio.Future | None = None
         self._refused: str | None = None  # why the run step could not start, after compiling
         self._stopping = False  # the program reported its exit: the container stops by itself
+        self._run_started: asyncio.Future | None = None  # the program (after a compile) started
         self.log = host.log
 
     # -- prime ---------------------------------------------------------------------------------
@@ -100,7 +120,7 @@ class Sandbox:
         pool). Raises ``HostUnavailable`` when the host cannot do it: the execution may go
         elsewhere.
         """
-        if not self.host.healthy:  # out of scheduling since it was picked: start nothing there
+        if not self.host.schedulable:  # out of scheduling since it was picked: start nothing
             raise HostUnavailable(self.host.name, self.host.last_error or "out of scheduling")
         # Shielded: if the caller is cancelled, the host thread still finishes creating the
         # container, and destroy() waits for it before removing.
@@ -112,7 +132,7 @@ class Sandbox:
             raise
         except TRANSPORT_ERRORS as e:
             await self.destroy()
-            raise HostUnavailable(self.host.name, _reason(e)) from e
+            raise HostUnavailable(self.host.name, reason_of(e)) from e
 
     def _prepare_sync(self):
         api = self.host.client.api
@@ -141,13 +161,13 @@ class Sandbox:
             log_config={"Type": "none"},
             runtime=self.host.runtime or None,
         )
-        labels = {**self.labels, f"{LABEL}.expires": str(int(time.time()) + life + 60)}
+        labels = {**self.labels, p.EXPIRES: p.expires_label(life + 60)}
         container = api.create_container(
             self.image,
             command=["timeout", "-s", "KILL", str(life), *self._program()],
             user=SANDBOX_USER,
-            working_dir="/work",
-            environment={"HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8"},
+            working_dir=p.WORKDIR,
+            environment=ENVIRONMENT,
             stdin_open=True,  # the SDK also sets StdinOnce: stdin closes when we detach
             network_disabled=not self.language.network,
             labels=labels,
@@ -171,8 +191,11 @@ class Sandbox:
     async def execute(self, execution: Execution, on_output=None) -> Result:
         """Deliver ``execution`` to the prepared container and wait for its result.
 
-        Never raises for what the code does; ``HostUnavailable`` only if the payload could not be
-        delivered (nothing ran, so the caller may retry elsewhere).
+        ``on_output(kind, value)`` is called on the loop as output arrives (see
+        ``OutputCollector``). Never raises for what the code does; ``HostUnavailable`` only if
+        the payload could not be delivered (nothing ran, so the caller may retry elsewhere). A
+        host lost during the run is a ``worker_lost`` result; the engine decides what that means
+        for the host.
         """
         loop = asyncio.get_running_loop()
         lim = execution.limits
@@ -182,36 +205,43 @@ class Sandbox:
         emit = None
         if on_output is not None:
 
-            def emit(name, text):
-                loop.call_soon_threadsafe(on_output, name, text)
+            def emit(kind, value):
+                loop.call_soon_threadsafe(on_output, kind, value)
 
-        token = secrets.token_hex(8)
+        tokens = Tokens()
         collector = OutputCollector(
-            lim.output_bytes, lim.compile_output_bytes if compiled else None, emit, token
+            lim.output_bytes,
+            lim.compile_output_bytes if compiled else None,
+            emit,
+            exit_token=tokens.exit,
+            output_token=tokens.output,
+            display_bytes=lim.display_bytes,
+            output_record_bytes=lim.output_record_bytes,
         )
-        payload = build_payload(execution, lim, token)
+        payload = build_payload(execution, lim, tokens)
         if _readable(self._sock):
             # A waiting container writes nothing: end-of-stream or output now means it is gone.
             raise HostUnavailable(self.host.name, "the container ended before its code arrived")
         try:
             await self.host.call(_raw(self._sock).sendall, payload)
         except TRANSPORT_ERRORS as e:
-            raise HostUnavailable(self.host.name, f"cannot deliver the code: {_reason(e)}") from e
+            raise HostUnavailable(self.host.name, f"cannot deliver the code: {reason_of(e)}") from e
         started = time.monotonic()
+        self._run_started = loop.create_future()
+        if not compiled:
+            self._run_started.set_result(None)
         reader = asyncio.ensure_future(self.host.call_watched(self._read_sync, collector))
-        deadline = lim.timeout_s + (lim.compile_timeout_s if compiled else 0)
         timed_out = lost = False
         message = None
         try:
-            await asyncio.wait_for(asyncio.shield(reader), deadline)
-        except asyncio.TimeoutError:
-            timed_out = True
-            await self._kill()
-            await asyncio.wait({reader}, timeout=GRACE_S + 3)
+            timed_out = not await self._wait(reader, lim, compiled)
         except TRANSPORT_ERRORS as e:
-            lost, message = True, f"lost the output stream: {_reason(e)}"
+            lost, message = True, f"lost the output stream: {reason_of(e)}"
         except HostUnavailable as e:  # the health loop or another execution saw the host fail
             lost, message = True, f"worker host failed during the run: {e.reason}"
+        if timed_out:
+            await self._kill()
+            await asyncio.wait({reader}, timeout=GRACE_S + 3)
         duration_ms = (time.monotonic() - started) * 1000
         exit_code = oom = None
         if collector.done and collector.exit_code < 128 and not timed_out:
@@ -226,9 +256,7 @@ class Sandbox:
                     self.host.call_watched(self._outcome_sync, compile_failed), 10
                 )
             except (asyncio.TimeoutError, HostUnavailable, *TRANSPORT_ERRORS) as e:
-                lost, message = True, f"worker host stopped answering: {_reason(e)}"
-        if lost:
-            self.host.suspend(message)
+                lost, message = True, f"worker host stopped answering: {reason_of(e)}"
         status = _classify(collector, exit_code, oom, timed_out, lost)
         if status is Status.COMPILE_ERROR:
             exit_code = collector.compile_exit
@@ -247,7 +275,30 @@ class Sandbox:
             worker=self.host.name,
             compile_output=collector.compile_text,
             message=message,
+            outputs=collector.outputs,
+            error=collector.error if status is Status.ERROR else None,
         )
+
+    async def _wait(self, reader: asyncio.Future, lim: Limits, compiled: bool) -> bool:
+        """Wait for the reader within the deadlines; False when one passed. The compile step has
+        ``compile_timeout_s`` (its own in-container limit, plus the grace); the program's
+        ``timeout_s`` counts from the moment it starts (the go-ahead)."""
+        if compiled:
+            await asyncio.wait(
+                {reader, self._run_started},
+                timeout=lim.compile_timeout_s + GRACE_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if reader.done():
+                reader.result()  # raises what the reader raised
+                return True
+            if not self._run_started.done():
+                return False
+        try:
+            await asyncio.wait_for(asyncio.shield(reader), lim.timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def _read_sync(self, collector: OutputCollector) -> None:
         """Runs in a host thread: read frames until the exit report or the end of the stream.
@@ -290,11 +341,12 @@ class Sandbox:
                 )
             except APIError as e:
                 self._refused = (
-                    f"the run step does not fit in memory_mib={lim.memory_mib}: {_reason(e)}"
+                    f"the run step does not fit in memory_mib={lim.memory_mib}: {reason_of(e)}"
                 )
                 self._kill_sync()
                 return
-        _raw(self._sock).sendall(GO)
+        _raw(self._sock).sendall(p.GO)
+        self._run_started.get_loop().call_soon_threadsafe(_set, self._run_started)
 
     def _outcome_sync(self, compile_failed: bool = False) -> tuple[int, bool]:
         """The container's exit code, and whether the OOM killer struck in it (the compiler may
@@ -319,34 +371,34 @@ class Sandbox:
         except DockerException:
             pass  # already gone or stopped
 
-    async def destroy(self) -> None:
-        """Remove the container, whatever state it is in. Safe to call more than once.
+    async def destroy(self) -> bool:
+        """Remove the container, whatever state it is in. Safe to call more than once. Returns
+        False when it could not be removed (the host does not answer): the caller then leaves it
+        to the reaper, which removes it when the host is back.
 
-        Shielded from cancellation: a client that goes away still gets its container removed. If
-        the host does not answer, the reaper removes the container when the host is back.
+        Shielded from cancellation: a client that goes away still gets its container removed.
         """
         if self._sock is not None:
             sock, self._sock = self._sock, None
             _close(sock)
-        execution = self.labels.get(f"{LABEL}.execution", "")
-        if not self.host.healthy:  # don't wait on a dead engine; the reaper removes it on return
-            self.host.abandon(execution)
-            return
+        if not self.host.schedulable:  # don't wait on a dead engine
+            return self.container_id is None
         if self._preparing is not None and not self._preparing.done():
             await asyncio.shield(asyncio.wait({self._preparing}))
         if self._sock is not None:  # attached while we waited
             sock, self._sock = self._sock, None
             _close(sock)
         if self.container_id is None:
-            return
+            return True
         cid, self.container_id = self.container_id, None
         try:
             await asyncio.shield(self.host.call(self._remove_sync, cid))
         except asyncio.CancelledError:
             raise
         except TRANSPORT_ERRORS as e:
-            self.host.abandon(execution)
             self.log.warning("could not remove %s on %s: %s", cid[:12], self.host.name, e)
+            return False
+        return True
 
     def _remove_sync(self, cid):
         api = self.host.client.api
@@ -436,5 +488,6 @@ def _close(sock):
             pass
 
 
-def _reason(e: BaseException) -> str:
-    return getattr(e, "explanation", None) or str(e) or type(e).__name__
+def _set(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -15,8 +15,10 @@ class Scheduler:
 
     When no host has both, a request waits in one FIFO queue of at most ``queue_size``; a full
     queue, or a wait longer than ``queue_timeout_s``, raises ``NoCapacity``, and so does a request
-    larger than every host's whole budget. Pure logic: hosts need only ``name``, ``healthy``,
-    ``running``, ``slots``, ``memory_mib`` (the budget, None for none) and ``reserved_mib``.
+    larger than every host's whole budget. The one writer of a host's accounting (``running``,
+    ``reserved_mib``, ``completed``). Pure logic: hosts need only ``name``, ``schedulable``,
+    ``last_error``, those three counters, ``slots``, ``memory_mib`` (the budget, None for none),
+    ``memory_free_mib`` and ``fits(memory_mib)``.
     """
 
     def __init__(self, hosts, queue_size: int, queue_timeout_s: float):
@@ -36,10 +38,10 @@ class Scheduler:
         for i in range(n):
             host = self.hosts[(self._turn + i) % n]
             if (
-                host.healthy
+                host.schedulable
                 and host.name not in exclude
                 and host.running < host.slots
-                and _fits(host, memory_mib, host.reserved_mib)
+                and memory_mib <= host.memory_free_mib
             ):
                 if best is None or host.slots - host.running > best.slots - best.running:
                     best = host
@@ -50,12 +52,12 @@ class Scheduler:
         return best
 
     def _check_any_host(self, exclude, memory_mib):
-        candidates = [h for h in self.hosts if h.healthy and h.name not in exclude]
+        candidates = [h for h in self.hosts if h.schedulable and h.name not in exclude]
         if not candidates:
             errors = "; ".join(f"{h.name}: {h.last_error or 'excluded'}" for h in self.hosts)
             metrics.REJECTED.labels("no_healthy_host").inc()
             raise NoCapacity(f"no healthy worker host ({errors})", retry_after=5)
-        if not any(_fits(h, memory_mib, 0) for h in candidates):
+        if not any(h.fits(memory_mib) for h in candidates):
             metrics.REJECTED.labels("too_large").inc()
             largest = max(h.memory_mib for h in candidates)
             raise NoCapacity(
@@ -94,7 +96,7 @@ class Scheduler:
             ) from None
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self.release(fut.result(), memory_mib)
+                self.release(fut.result(), memory_mib, completed=False)
             raise
         finally:
             if waiter in self._queue:
@@ -103,9 +105,11 @@ class Scheduler:
                 fut.cancel()
             metrics.slots(self)
 
-    def release(self, host, memory_mib=0) -> None:
+    def release(self, host, memory_mib=0, completed=False) -> None:
+        """Give back what ``acquire`` took; ``completed``: the execution ran to a result."""
         host.running -= 1
         host.reserved_mib -= memory_mib
+        host.completed += completed
         self.dispatch()
         metrics.slots(self)
 
@@ -125,8 +129,4 @@ class Scheduler:
 
     @property
     def capacity(self) -> int:
-        return sum(h.slots for h in self.hosts if h.healthy)
-
-
-def _fits(host, memory_mib: int, reserved_mib: int) -> bool:
-    return host.memory_mib is None or reserved_mib + memory_mib <= host.memory_mib
+        return sum(h.slots for h in self.hosts if h.schedulable)

@@ -11,14 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 
 from . import metrics
-from .errors import HostUnavailable, ImageMissing
-from .images import copy_image, resolve_image
+from .errors import TRANSPORT_ERRORS, HostUnavailable, ImageMissing, reason_of
+from .images import copy_image, image_id, resolve_image
 from .languages import Language
-from .sandbox import TRANSPORT_ERRORS, Sandbox, _reason
+from .sandbox import Sandbox
 
-ABANDONED_TTL_S = 3600.0  # forget an abandoned execution after this long
 UNABLE_RETRY_S = 300.0  # try again to get an image this long after failing
 MEMORY_SHARE = 0.75  # the default memory budget: this share of the engine's total memory
+COPY_TIMEOUT_S = 600  # one image load may take this long (the engine answers when it is unpacked)
 
 
 class WorkerHost:
@@ -44,18 +44,24 @@ class WorkerHost:
     def __init__(
         self,
         name: str,
-        client: docker.DockerClient,
+        connect,
         slots: int,
         *,
         memory_mib: int | None = None,
         runtime: str = "",
         images: dict | None = None,
+        docker_timeout_s: float = 20.0,
         ping_timeout_s: float = 3.0,
         lost_after_pings: int = 2,
+        on_image=None,
         log: logging.Logger | None = None,
     ):
         self.name = name
-        self.client = client
+        # connect(timeout_s) → a Docker client for this endpoint whose calls time out then.
+        self._connect = connect
+        self.client: docker.DockerClient = connect(docker_timeout_s)
+        self._ping_client: docker.DockerClient = connect(ping_timeout_s)
+        self._on_image = on_image or (lambda language, image, image_id: None)
         self.slots = slots
         self.runtime = runtime
         self.image_overrides = images or {}
@@ -66,14 +72,16 @@ class WorkerHost:
         self.executor = ThreadPoolExecutor(
             max_workers=2 * slots + 4, thread_name_prefix=f"braindrill-{name}"
         )
-        self.healthy = True  # in scheduling
+        self.schedulable = True  # in scheduling: new executions may come here
         self.missed_pings = 0  # in a row
         self.last_error: str | None = None
+        # Accounting, changed by the scheduler alone: slots taken, the memory limits of the
+        # running executions, executions finished.
         self.running = 0
+        self.reserved_mib = 0
         self.completed = 0
         self.memory_mib = memory_mib  # the budget; None: not known yet (read from the engine)
         self._memory_from_engine = memory_mib is None
-        self.reserved_mib = 0  # the memory limits of the running executions
         # Hosts (or the master's own engine) a missing image is copied from; set by the manager.
         self.image_sources: list[WorkerHost] = []
         self.unable: dict[str, str] = {}  # language → why this host cannot run it
@@ -82,9 +90,6 @@ class WorkerHost:
         self._obtaining: dict[str, asyncio.Future] = {}
         self._copying: dict[str, str] = {}  # language → progress, while an image is copied
         self._failure_waiters: set[asyncio.Future] = set()
-        # Executions whose container could not be removed (the host did not answer): the reaper
-        # removes their containers when the host is back. Execution id → time abandoned.
-        self.abandoned: dict[str, float] = {}
         metrics.host_health(name, True)
 
     @property
@@ -94,13 +99,13 @@ class WorkerHost:
         return self.missed_pings >= self.lost_after_pings
 
     @property
-    def free(self) -> int:
-        return self.slots - self.running
-
-    @property
     def memory_free_mib(self) -> float:
         """Room left in the memory budget by the running executions (infinite with no budget)."""
         return float("inf") if self.memory_mib is None else self.memory_mib - self.reserved_mib
+
+    def fits(self, memory_mib: float) -> bool:
+        """Whether ``memory_mib`` fits in the host's whole budget (running executions aside)."""
+        return self.memory_mib is None or memory_mib <= self.memory_mib
 
     async def call(self, fn, *args, **kwargs):
         """Run a blocking Docker SDK call on this host's thread pool."""
@@ -165,9 +170,13 @@ class WorkerHost:
         try:
             image = await self.call(resolve_image, self.client, language, override)
         except TRANSPORT_ERRORS as e:
-            raise HostUnavailable(self.name, f"cannot list images: {_reason(e)}") from e
+            raise HostUnavailable(self.name, f"cannot list images: {reason_of(e)}") from e
         if image is None:
             image = await self._copy_from_sources(language, override)
+        try:
+            self._on_image(language, image, await self.call(image_id, self.client, image))
+        except TRANSPORT_ERRORS as e:
+            raise HostUnavailable(self.name, f"cannot inspect {image}: {reason_of(e)}") from e
         self._images[language.name] = image
         return image
 
@@ -175,12 +184,12 @@ class WorkerHost:
         wanted = override or f"{language.image} or {language.built_image}"
         problems = []
         for source in self.image_sources:
-            if not source.healthy:
+            if not source.schedulable:
                 continue
             try:
                 ref = await source.call(resolve_image, source.client, language, override)
             except TRANSPORT_ERRORS as e:
-                problems.append(f"{source.name}: {_reason(e)}")
+                problems.append(f"{source.name}: {reason_of(e)}")
                 continue
             if ref is None:
                 problems.append(f"{source.name}: has none")
@@ -191,14 +200,16 @@ class WorkerHost:
             def progress(text, lang=language.name, ref=ref, src=source.name):
                 self._copying[lang] = f"{ref} from {src}: {text}"
 
+            loader = self._connect(COPY_TIMEOUT_S)
             try:
-                await self.call(copy_image, source.client, self.client, ref, progress, self.log)
+                await self.call(copy_image, source.client, loader, ref, progress, self.log)
             except TRANSPORT_ERRORS as e:
-                problems.append(f"copy from {source.name} failed: {_reason(e)}")
+                problems.append(f"copy from {source.name} failed: {reason_of(e)}")
                 if not await self.ping():
                     raise HostUnavailable(self.name, f"lost while copying {ref}") from e
                 continue
             finally:
+                loader.close()
                 self._copying.pop(language.name, None)
             return ref
         reason = (
@@ -211,40 +222,36 @@ class WorkerHost:
         raise ImageMissing(self.name, reason)
 
     # -- health ----------------------------------------------------------------------------------
-    def _ping_sync(self):
-        api = self.client.api
-        # Not api.ping(): its timeout is the client's, far too long for a health check.
-        return api._result(api._get(api._url("/_ping"), timeout=self.ping_timeout_s))
-
     async def ping(self) -> bool:
         """Check the engine answers; update the health state. Called by the health loop."""
         try:
-            await asyncio.wait_for(self.call(self._ping_sync), self.ping_timeout_s + 1)
+            # Its own client, whose per-call timeout is the ping's (the main one's is far longer).
+            await asyncio.wait_for(self.call(self._ping_client.ping), self.ping_timeout_s + 1)
             if self._memory_from_engine and self.memory_mib is None:
                 info = await asyncio.wait_for(self.call(self.client.api.info), 10)
                 self.memory_mib = int(info["MemTotal"] * MEMORY_SHARE) >> 20
         except (asyncio.TimeoutError, *TRANSPORT_ERRORS) as e:
             self.missed_pings += 1
-            why = _reason(e) if str(e) else "timed out"
+            why = reason_of(e) if str(e) else "timed out"
             reason = f"ping failed: {why} ({self.missed_pings} in a row)"
             self.suspend(reason)
             if self.failed:
                 self._fail(reason)
             return False
-        if not self.healthy:  # it may have restarted meanwhile: look its images up again
+        if not self.schedulable:  # it may have restarted meanwhile: look its images up again
             self.log.info("worker host %s is healthy again", self.name)
             self._images.clear()
             self.unable.clear()
-        self.healthy, self.missed_pings = True, 0
+        self.schedulable, self.missed_pings = True, 0
         metrics.host_health(self.name, True)
         return True
 
     def suspend(self, reason: str) -> None:
         """Take the host out of scheduling until a ping succeeds; its running executions go on.
-        Called on a missed ping or a failed call, from the event loop."""
-        if self.healthy:
+        Called by ``ping`` and by the engine when an execution's call failed, on the loop."""
+        if self.schedulable:
             self.log.warning("worker host %s is out of scheduling: %s", self.name, reason)
-        self.healthy = False
+        self.schedulable = False
         self.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {reason}"
         metrics.host_health(self.name, False)
 
@@ -256,18 +263,11 @@ class WorkerHost:
             if not fut.done():
                 fut.set_result(reason)
 
-    def abandon(self, execution_id: str) -> None:
-        """Remember that the container of ``execution_id`` could not be removed here; the reaper
-        removes it when the host answers again. Called by the sandbox."""
-        now = time.time()
-        self.abandoned = {k: t for k, t in self.abandoned.items() if now - t < ABANDONED_TTL_S}
-        self.abandoned[execution_id] = now
-
     def status(self) -> dict:
         """What GET /braindrill/workers shows of this host."""
         return {
             "name": self.name,
-            "healthy": self.healthy,
+            "healthy": self.schedulable,
             "failed": self.failed,
             "missed_pings": self.missed_pings,
             "slots": self.slots,
@@ -285,6 +285,7 @@ class WorkerHost:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+        self._ping_client.close()
 
 
 def _swallow(fut: asyncio.Future) -> None:

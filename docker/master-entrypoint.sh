@@ -41,7 +41,7 @@ config = {
     },
     "IdentityProvider": {"token": os.environ["BRAINDRILL_TOKEN"]},
     # The master has no engine of its own: hosts lacking an image copy it from each other.
-    "RemoteKernelManager": {"hosts": hosts, "image_source_url": "none"},
+    "ExecutionEngine": {"hosts": hosts, "image_source_url": "none"},
 }
 with open(os.environ["BRAINDRILL_CONFIG"], "w") as f:
     json.dump(config, f, indent=2)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import docker
 import pytest
 
-from braindrill_ext.sandbox import LABEL
+from braindrill_ext.kernel import embedded
+from braindrill_ext.protocol import LABEL
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -109,3 +111,34 @@ def labelled_containers(pid: int | None = None) -> list[dict]:
         client.close()
     owned = f":{pid or os.getpid()}:"
     return [c for c in containers if owned in c["Labels"][f"{LABEL}.owner"]]
+
+
+def containers_left(wait_s: float = 15.0) -> list[str]:
+    """This process's containers still there after ``wait_s`` (the engine removes a finished
+    cell's container just after returning its result; an interrupted one before)."""
+    deadline = time.monotonic() + wait_s
+    while (left := leftover_containers()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.fixture(scope="module")
+def embedded_engine(tmp_path_factory):
+    """The process's embedded engine, which the kernels a test module starts with jupyter_client
+    use; configured as an operator configures a script's, by a ``jupyter_server_config.json`` in
+    the Jupyter config path (here: warm pools off, so that every container seen belongs to a
+    running cell). Stopped at the end of the module, when nothing may be left."""
+    config_dir = tmp_path_factory.mktemp("jupyter-config")
+    config = {"WarmPools": {"enabled": False}}
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
+    embedded.shutdown()  # another module's, made with another configuration
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JUPYTER_CONFIG_DIR", str(config_dir))
+    try:
+        engine = embedded.kernel_loop().engine
+        assert engine.pools.enabled is False  # read from the config file
+        yield engine
+    finally:
+        embedded.shutdown()
+        mp.undo()
+    assert containers_left() == []

@@ -21,7 +21,7 @@ SLOW = "import time, socket; time.sleep({s}); print('done', socket.gethostname()
 @pytest.fixture
 def braindrill_config(worker_daemons):  # noqa: F811
     return {
-        "RemoteKernelManager": {
+        "ExecutionEngine": {
             "hosts": worker_daemons.specs(slots=2),
             "health_interval_s": 0.5,
             "ping_timeout_s": 1.5,
@@ -208,7 +208,7 @@ async def test_a_host_that_misses_one_ping_keeps_its_runs(jp_fetch, worker_daemo
 
 
 async def test_host_without_a_way_to_get_the_image_is_unable(jp_fetch, jp_serverapp):
-    manager = jp_serverapp.web_app.settings["braindrill_manager"]
+    manager = jp_serverapp.web_app.settings["braindrill_engine"]
     manager.workers[2].image_overrides["python"] = "braindrill/nonexistent:1"
     manager.workers[2]._images.pop("python", None)
     results = await asyncio.gather(*(post(jp_fetch, "print(1)") for _ in range(8)))
@@ -304,7 +304,7 @@ class TestRetryWhenCreateFails:
     def braindrill_config(self, worker_daemons):  # noqa: F811
         broken = worker_daemons[0].spec(slots=2, runtime="no-such-runtime")
         return {
-            "RemoteKernelManager": {
+            "ExecutionEngine": {
                 "hosts": [broken, worker_daemons[1].spec(slots=2)],
                 "health_interval_s": 60,  # keep the broken host out for the whole test
                 "queue_timeout_s": 120,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from braindrill_ext.manager import RemoteKernelManager
+from braindrill_ext.engine import ExecutionEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -127,8 +127,8 @@ def test_master_entrypoint_writes_a_config_the_manager_accepts(tmp_path):
     config = json.loads(config_path.read_text())
     assert config["IdentityProvider"]["token"] == "t0ken"
     assert config["ServerApp"]["jpserver_extensions"] == {"braindrill_ext": True}
-    rkm = config["RemoteKernelManager"]
-    manager = RemoteKernelManager(**rkm)
+    rkm = config["ExecutionEngine"]
+    manager = ExecutionEngine(**rkm)
     try:
         assert [h.name for h in manager.workers] == ["worker1", "worker2", "worker3"]
         assert all(h.slots == 3 for h in manager.workers)

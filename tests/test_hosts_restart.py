@@ -50,7 +50,7 @@ class Server:
                 {
                     "ServerApp": {"jpserver_extensions": {"braindrill_ext": True}},
                     "IdentityProvider": {"token": TOKEN},
-                    "RemoteKernelManager": {"hosts": hosts, "health_interval_s": 1},
+                    "ExecutionEngine": {"hosts": hosts, "health_interval_s": 1},
                 }
             )
         )

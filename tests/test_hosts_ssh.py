@@ -15,8 +15,10 @@ import time
 import docker
 import pytest
 
+from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.images import copy_image, image_present
-from braindrill_ext.manager import RemoteKernelManager
+from braindrill_ext.validation import make_execution
+from braindrill_ext.views import workers_model
 from tests.hosts import IN_CI, worker_daemons  # noqa: F401 - the session fixture
 
 pytestmark = pytest.mark.docker
@@ -98,14 +100,20 @@ def ssh_host(tmp_path, monkeypatch, worker_daemons):  # noqa: F811
 
 
 async def test_ssh_worker_host_runs_code(ssh_host):
-    manager = RemoteKernelManager(
+    manager = ExecutionEngine(
         hosts=[{"name": "over-ssh", "url": ssh_host, "slots": 2}], image_source_url="none"
     )
     try:
         await manager.ensure_started()
-        assert manager.status()["workers"][0]["healthy"], manager.status()
+        assert workers_model(manager)["workers"][0]["healthy"], workers_model(manager)
         executions = [
-            manager.make_execution("python", f"print('over ssh', {i}, input())", stdin=f"in{i}\n")
+            make_execution(
+                manager.registry,
+                manager.limits,
+                "python",
+                f"print('over ssh', {i}, input())",
+                stdin=f"in{i}\n",
+            )
             for i in range(3)
         ]
         results = await asyncio.gather(*(manager.run(e) for e in executions))
@@ -113,8 +121,12 @@ async def test_ssh_worker_host_runs_code(ssh_host):
             assert result.status.value == "ok", result
             assert result.stdout == f"over ssh {i} in{i}\n"
             assert result.worker == "over-ssh"
-        timeout = manager.make_execution(
-            "python", "import time; time.sleep(30)", limits={"timeout_s": 1}
+        timeout = make_execution(
+            manager.registry,
+            manager.limits,
+            "python",
+            "import time; time.sleep(30)",
+            limits={"timeout_s": 1},
         )
         assert (await manager.run(timeout)).status.value == "timeout"
     finally:

@@ -11,8 +11,9 @@ import docker
 import pytest
 from traitlets import TraitError
 
-from braindrill_ext.manager import RemoteKernelManager
-from braindrill_ext.sandbox import TRANSPORT_ERRORS
+from braindrill_ext.engine import ExecutionEngine
+from braindrill_ext.errors import TRANSPORT_ERRORS
+from braindrill_ext.views import workers_model
 from tests.hosts import worker_daemons  # noqa: F401 - the session fixture
 
 
@@ -58,10 +59,10 @@ async def test_manager_marks_a_host_with_a_bad_certificate_unhealthy(worker_daem
     good = worker_daemons[0].spec(slots=1)
     bad = {**worker_daemons[1].spec(slots=1), "name": "bad"}
     bad["tls"] = {"ca": certs["ca"], "cert": certs["rogue_cert"], "key": certs["rogue_key"]}
-    manager = RemoteKernelManager(hosts=[good, bad], image_source_url="none")
+    manager = ExecutionEngine(hosts=[good, bad], image_source_url="none")
     try:
         await manager.ensure_started()
-        status = {w["name"]: w for w in manager.status()["workers"]}
+        status = {w["name"]: w for w in workers_model(manager)["workers"]}
         assert status["w1"]["healthy"] is True
         assert status["bad"]["healthy"] is False
         assert "SSL" in status["bad"]["last_error"] or "certif" in status["bad"]["last_error"]
@@ -89,16 +90,16 @@ async def test_manager_marks_a_host_with_a_bad_certificate_unhealthy(worker_daem
 )
 def test_bad_host_specs_are_refused(spec, message):
     with pytest.raises(TraitError, match=message):
-        RemoteKernelManager(hosts=[spec])
+        ExecutionEngine(hosts=[spec])
 
 
 def test_duplicate_names_are_refused():
     with pytest.raises(TraitError, match="unique name"):
-        RemoteKernelManager(hosts=[{"name": "a"}, {"name": "a"}])
+        ExecutionEngine(hosts=[{"name": "a"}, {"name": "a"}])
 
 
 def test_insecure_tcp_must_be_explicit():
-    manager = RemoteKernelManager(
+    manager = ExecutionEngine(
         hosts=[{"name": "a", "url": "tcp://127.0.0.9:2375", "insecure": True}]
     )
     try:
@@ -113,9 +114,9 @@ def test_ssh_host_config():
     spec = {"name": "a", "url": "ssh://braindrill@worker.example:22", "slots": 3}
     if importlib.util.find_spec("paramiko") is None:
         with pytest.raises(TraitError, match="paramiko"):
-            RemoteKernelManager(hosts=[spec])
+            ExecutionEngine(hosts=[spec])
         return
-    manager = RemoteKernelManager(hosts=[spec])
+    manager = ExecutionEngine(hosts=[spec])
     try:
         host = manager.workers[0]
         assert host.slots == 3

@@ -27,7 +27,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from braindrill_ext.sandbox import LABEL
+from braindrill_ext.protocol import LABEL
 
 from .conftest import IN_CI
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 import jupyter_kernel_test
 import pytest
 
-from .test_kernels import (
-    containers_left,
-    embedded_manager,  # noqa: F401 - an autouse fixture, used here too
-)
+from .conftest import containers_left
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
 
 
 class BraindrillKernelTests(jupyter_kernel_test.KernelTests):

@@ -12,12 +12,9 @@ import papermill
 import pytest
 from nbclient import NotebookClient
 
-from .test_kernels import (
-    containers_left,
-    embedded_manager,  # noqa: F401 - an autouse fixture, used here too
-)
+from .conftest import containers_left
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
 NOTEBOOKS = pathlib.Path(__file__).parent / "notebooks"
 
 

@@ -127,7 +127,7 @@ async def test_api_kernel_runs_through_the_servers_manager(jp_fetch, jp_serverap
 
         assert await eventually(counted)  # counted by the server's manager
         km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
-        assert km.provisioner.kernel.manager is jp_serverapp.web_app.settings["braindrill_manager"]
+        assert km.provisioner.kernel.engine is jp_serverapp.web_app.settings["braindrill_engine"]
         assert km.provisioner.kernel_loop.loop is asyncio.get_running_loop()  # the server's
         assert not hasattr(km.provisioner, "process")  # no child process
 

@@ -5,7 +5,6 @@ heartbeat, and the standalone kernel process of the kernelspecs' argv."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -17,31 +16,13 @@ import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
-from traitlets.config import Config
 
-from braindrill_ext import manager
-from braindrill_ext.manager import RemoteKernelManager
-from braindrill_ext.sandbox import LABEL
+from braindrill_ext.protocol import LABEL
 
-from .conftest import labelled_containers, leftover_containers
+from .conftest import containers_left, labelled_containers
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="module", autouse=True)
-def embedded_manager():
-    """The process's embedded remote kernel manager, which the kernels started here use. Warm
-    pools off, so that every container seen belongs to a running cell; stopped at the end, when
-    nothing may be left."""
-    mgr = RemoteKernelManager(config=Config({"WarmPools": {"enabled": False}}))
-    manager.set_current(mgr)
-    yield mgr
-    loop = mgr.loop
-    if loop is not None and loop.is_running():
-        asyncio.run_coroutine_threadsafe(mgr.stop(), loop).result(TIMEOUT)
-    manager.set_current(None)
-    assert containers_left() == []
 
 
 @pytest.fixture
@@ -64,15 +45,6 @@ def start():
         if km.has_kernel:
             km.shutdown_kernel(now=True)
     assert containers_left() == []
-
-
-def containers_left(wait_s: float = 15.0) -> list[str]:
-    """This process's containers still there after ``wait_s`` (the manager removes a finished
-    cell's container just after returning its result; an interrupted one before)."""
-    deadline = time.monotonic() + wait_s
-    while (left := leftover_containers()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
 
 
 def execute(kc, code, **kwargs):
@@ -249,7 +221,7 @@ def test_interrupt_kills_the_container(start, how):
         assert kc.get_control_msg(timeout=TIMEOUT)["content"]["status"] == "ok"
     reply = wait_reply(kc, msg_id)
     assert reply["status"] == "error" and reply["ename"] == "interrupted"
-    assert leftover_containers() == []  # removed before the reply was sent
+    assert containers_left(0) == []  # removed before the reply was sent
     reply, msgs = execute(kc, "print('still alive')")
     assert streams(msgs) == "still alive\n"
 
@@ -313,7 +285,7 @@ def test_heartbeat_echoes(start):
 def test_two_kernels_share_one_manager(start):
     km1, _ = start()
     km2, kc2 = start("javascript")
-    assert km1.provisioner.kernel.manager is km2.provisioner.kernel.manager
+    assert km1.provisioner.kernel.engine is km2.provisioner.kernel.engine
     assert km1.provisioner.kernel_loop is km2.provisioner.kernel_loop
     assert streams(execute(kc2, "console.log(6 * 7)")[1]) == "42\n"
 
@@ -349,7 +321,8 @@ def test_standalone_kernel_process(tmp_path):
 SCRIPT_START = """
 import time
 from jupyter_client.manager import KernelManager
-from braindrill_ext import manager
+from braindrill_ext import views
+from braindrill_ext.kernel import embedded
 
 km = KernelManager(kernel_name="braindrill-python")
 km.start_kernel()
@@ -362,8 +335,9 @@ WARM_AT_EXIT = """
 kc.execute_interactive("print('cell')", timeout=60)
 kc.stop_channels()
 km.shutdown_kernel()
+engine = embedded.kernel_loop().engine
 for _ in range(100):
-    pool = manager.current().status()["workers"][0]["pool"].get("python", {})
+    pool = views.workers_model(engine)["workers"][0]["pool"].get("python", {})
     if pool.get("ready"):
         break
     time.sleep(0.1)
@@ -374,7 +348,7 @@ RUNNING_AT_EXIT = """
 kc.execute("import time; print('started', flush=True); time.sleep(120)")
 while kc.get_iopub_msg(timeout=60)["content"].get("text") != "started\\n":
     pass
-print("running", manager.current().status()["workers"][0]["running"])
+print("running", views.workers_model(embedded.kernel_loop().engine)["workers"][0]["running"])
 """
 
 

@@ -42,7 +42,7 @@ class TestWarm:
     @pytest.fixture
     def braindrill_config(self):
         return {
-            "RemoteKernelManager": {"slots": 6, "pool_interval_s": 0.5},
+            "ExecutionEngine": {"slots": 6, "pool_interval_s": 0.5},
             "WarmPools": {"languages": {"python": {"min": 2, "max": 4}}},
         }
 
@@ -115,7 +115,7 @@ class TestShrink:
     @pytest.fixture
     def braindrill_config(self):
         return {
-            "RemoteKernelManager": {"slots": 6, "pool_interval_s": 0.3},
+            "ExecutionEngine": {"slots": 6, "pool_interval_s": 0.3},
             "WarmPools": {"languages": {"python": {"min": 0, "max": 3}}, "shrink_after_s": 1},
         }
 
@@ -131,7 +131,7 @@ class TestTimeToLive:
     @pytest.fixture
     def braindrill_config(self):
         return {
-            "RemoteKernelManager": {"pool_interval_s": 0.3},
+            "ExecutionEngine": {"pool_interval_s": 0.3},
             "WarmPools": {"languages": {"python": {"min": 1, "max": 1}}, "ttl_s": 2},
         }
 
@@ -165,7 +165,7 @@ class TestMissingImage:
     @pytest.fixture
     def braindrill_config(self):
         return {
-            "RemoteKernelManager": {
+            "ExecutionEngine": {
                 "images": {"ruby": "braindrill/no-such-image:none"},
                 "pool_interval_s": 0.3,
             },
@@ -188,7 +188,7 @@ class TestMemoryBudget:
     @pytest.fixture
     def braindrill_config(self):
         return {
-            "RemoteKernelManager": {
+            "ExecutionEngine": {
                 "hosts": [{"name": "local", "slots": 6, "memory_mib": 600}],
                 "pool_interval_s": 0.3,
             },

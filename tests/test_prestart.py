@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.execution import Execution, Limits
-from braindrill_ext.manager import RemoteKernelManager
 from braindrill_ext.sandbox import STOP_WAIT_S
 
 from .conftest import leftover_containers
@@ -50,7 +50,7 @@ PROGRAMS = {
 
 @pytest.fixture
 def manager(io_loop):
-    manager = RemoteKernelManager()
+    manager = ExecutionEngine()
     io_loop.run_sync(manager.ensure_started)
     yield manager
     io_loop.run_sync(manager.stop)

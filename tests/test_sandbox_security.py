@@ -8,9 +8,10 @@ import time
 import docker
 import pytest
 
+from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.execution import Execution, Limits
-from braindrill_ext.manager import RemoteKernelManager
-from braindrill_ext.sandbox import GRACE_S, LABEL, build_payload
+from braindrill_ext.protocol import LABEL
+from braindrill_ext.sandbox import GRACE_S, Tokens, build_payload
 
 pytestmark = pytest.mark.docker
 
@@ -150,7 +151,7 @@ async def test_stdin_looking_like_a_payload_is_just_data(run):
 )
 async def test_backstop_kills_without_the_manager(language, code):
     """The in-container deadline fires even if the manager never kills (a crashed server)."""
-    manager = RemoteKernelManager()
+    manager = ExecutionEngine()
     await manager.ensure_started()
     try:
         host = manager.workers[0]
@@ -163,7 +164,7 @@ async def test_backstop_kills_without_the_manager(language, code):
         execution = Execution(lang, code, limits)
         from braindrill_ext.sandbox import _raw
 
-        _raw(sandbox._sock).sendall(build_payload(execution, limits, "t"))
+        _raw(sandbox._sock).sendall(build_payload(execution, limits, Tokens()))
         started = time.monotonic()
         client = docker.from_env()
         exit_code = client.api.wait(sandbox.container_id, timeout=30)["StatusCode"]
@@ -178,7 +179,7 @@ async def test_backstop_kills_without_the_manager(language, code):
 async def test_reaper_removes_containers_of_a_dead_owner():
     client = docker.from_env()
     lang_image = None
-    manager = RemoteKernelManager()
+    manager = ExecutionEngine()
     try:
         lang_image = await manager.workers[0].image_for(manager.registry.get("python"))
         dead_pid = 2**22 + 17  # above pid_max: no such process

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.docker
 class TestQueueFull:
     @pytest.fixture
     def braindrill_config(self):
-        return {"RemoteKernelManager": {"slots": 1, "queue_size": 1, "queue_timeout_s": 20}}
+        return {"ExecutionEngine": {"slots": 1, "queue_size": 1, "queue_timeout_s": 20}}
 
     async def test_full_queue_is_503_with_retry_after(self, jp_fetch):
         slow = "import time; time.sleep(2); print('done')"
@@ -35,7 +35,7 @@ class TestQueueFull:
 class TestQueueWait:
     @pytest.fixture
     def braindrill_config(self):
-        return {"RemoteKernelManager": {"slots": 1, "queue_size": 4, "queue_timeout_s": 0.5}}
+        return {"ExecutionEngine": {"slots": 1, "queue_size": 4, "queue_timeout_s": 0.5}}
 
     async def test_wait_past_the_limit_is_503(self, jp_fetch):
         slow = asyncio.ensure_future(
@@ -53,7 +53,7 @@ class TestEngineDown:
     @pytest.fixture
     def braindrill_config(self):
         return {
-            "RemoteKernelManager": {
+            "ExecutionEngine": {
                 "hosts": [{"name": "gone", "url": "unix:///nonexistent/docker.sock"}],
                 "docker_timeout_s": 2,
             }

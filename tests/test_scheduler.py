@@ -16,10 +16,18 @@ class FakeHost:
     name: str
     slots: int
     running: int = 0
-    healthy: bool = True
+    schedulable: bool = True
     last_error: str | None = None
     memory_mib: int | None = None
     reserved_mib: int = 0
+    completed: int = 0
+
+    @property
+    def memory_free_mib(self) -> float:
+        return float("inf") if self.memory_mib is None else self.memory_mib - self.reserved_mib
+
+    def fits(self, memory_mib: float) -> bool:
+        return self.memory_mib is None or memory_mib <= self.memory_mib
 
 
 def hosts(*slots, memory=None):
@@ -49,7 +57,7 @@ async def test_ties_spread_round_robin():
 
 async def test_unhealthy_and_excluded_hosts_are_skipped():
     a, b, c = hosts(2, 2, 2)
-    b.healthy = False
+    b.schedulable = False
     s = Scheduler([a, b, c], queue_size=4, queue_timeout_s=1)
     got = {(await s.acquire(exclude={"h0"})).name for _ in range(2)}
     assert got == {"h2"}
@@ -58,7 +66,7 @@ async def test_unhealthy_and_excluded_hosts_are_skipped():
 
 async def test_no_healthy_host_is_no_capacity_at_once():
     a, b = hosts(1, 1)
-    a.healthy = b.healthy = False
+    a.schedulable = b.schedulable = False
     a.last_error = "ping failed"
     s = Scheduler([a, b], queue_size=4, queue_timeout_s=10)
     with pytest.raises(NoCapacity, match="no healthy worker host") as e:
@@ -125,12 +133,12 @@ async def test_cancelled_waiter_leaves_the_queue_and_keeps_no_slot():
 
 async def test_host_coming_back_serves_the_queue():
     a, b = hosts(1, 1)
-    b.healthy = False
+    b.schedulable = False
     s = Scheduler([a, b], queue_size=2, queue_timeout_s=5)
     await s.acquire()
     waiting = asyncio.ensure_future(s.acquire())
     await asyncio.sleep(0.01)
-    b.healthy = True
+    b.schedulable = True
     s.dispatch()  # what the health loop does when a host answers again
     assert (await waiting) is b
     assert s.capacity == 2

@@ -3,11 +3,11 @@ container.
 
 ``BraindrillKernel`` serves the five ZMQ sockets of one kernel (shell, iopub, stdin, control,
 heartbeat) on a ``KernelLoop`` with ``jupyter_client.session.Session``; it starts no process. Each
-``execute_request`` becomes an Execution through the process's remote kernel manager; stdout and
-stderr stream back as ``stream`` messages while the container runs. The provisioner starts these
-kernels inside the Jupyter server (or a script); ``python -m braindrill_ext.kernel -f <connection
-file> --spec <kernelspec folder>`` serves the same kernel as a process of its own (the kernelspecs'
-``argv``, used when the provisioner is not).
+``execute_request`` becomes an Execution (with cell semantics) through the kernel loop's engine;
+stdout and stderr stream back as ``stream`` messages while the container runs, rich outputs as
+``display_data``, ``update_display_data``, ``clear_output`` and ``execute_result``, an uncaught
+exception as one ``error``. The provisioner starts these kernels inside the Jupyter server (or a
+script); ``python -m braindrill_ext.kernel`` serves the same kernel as a process of its own.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import zmq
 from jupyter_client._version import protocol_version
 from jupyter_client.session import Session
 
-from . import __version__
-from .errors import BraindrillError, HostUnavailable, NoCapacity
-from .execution import Status
-from .kernelcells import banner, error_content, interrupted_content, refused_content, split_limits
-from .kernelloop import KernelLoop
-from .languages import Language
+from .. import __version__
+from ..errors import BraindrillError, HostUnavailable, NoCapacity
+from ..execution import Status
+from ..languages import Language
+from ..validation import make_execution, split_limits
+from .cells import banner, error_content, interrupted_content, is_complete, refused_content
+from .loop import KernelLoop
 
 CHANNELS = {
     "shell": zmq.ROUTER,
@@ -50,7 +51,7 @@ class StreamCoalescer:
         self._timer: asyncio.TimerHandle | None = None
 
     def write(self, name: str, text: str) -> None:
-        """The ``on_output`` callback of ``RemoteKernelManager.run``: called on the loop."""
+        """Called on the loop with each chunk of a stream's text."""
         if name != self._name:
             self.flush()
             self._name = name
@@ -70,15 +71,15 @@ class StreamCoalescer:
 class BraindrillKernel:
     """One kernel: its sockets, its execution count and its running cell.
 
-    Created and driven on its ``KernelLoop`` (the provisioner hops there); ``start()`` binds the
-    sockets given by ``connection_info``; ``interrupt()`` cancels the running cell (its container
-    is killed and removed); ``stop()`` ends the kernel and ``wait()`` returns its exit code.
+    Created and driven on its ``KernelLoop`` (the provisioner hops there), whose engine runs its
+    cells; ``start()`` binds the sockets given by ``connection_info``; ``interrupt()`` cancels
+    the running cell (its container is killed and removed); ``stop()`` ends the kernel and
+    ``wait()`` returns its exit code.
     """
 
     def __init__(
         self,
         language: Language,
-        manager,
         connection_info: dict,
         kernel_loop: KernelLoop,
         *,
@@ -86,7 +87,7 @@ class BraindrillKernel:
         log: logging.Logger | None = None,
     ):
         self.language = language
-        self.manager = manager
+        self.engine = kernel_loop.engine
         self.connection_info = dict(connection_info)
         self.kernel_loop = kernel_loop
         self.kernel_id = kernel_id or uuid.uuid4().hex
@@ -106,7 +107,6 @@ class BraindrillKernel:
         self._stopping: asyncio.Task | None = None
         self._stopped = asyncio.Event()
         self._topic = f"kernel.{self.kernel_id}.".encode()
-        self._probe: asyncio.Future | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -121,12 +121,11 @@ class BraindrillKernel:
                     sock.xpub_verbose = 1  # every subscriber's subscription, not just the first
                 self.sockets[name] = sock
                 await self._bind(sock, name)
-            # After binding: a client may connect while the manager starts (first kernel only).
-            await self.manager.ensure_started()
+            # After binding: a client may connect while the engine starts (first kernel only).
+            await self.engine.ensure_started()
         except BaseException:
             self._close_sockets()
             raise
-        self.kernel_loop.kernels.add(self)
         self._tasks = [
             asyncio.ensure_future(self._serve(self.sockets["shell"], sequential=True)),
             asyncio.ensure_future(self._serve(self.sockets["control"], sequential=False)),
@@ -134,10 +133,6 @@ class BraindrillKernel:
             asyncio.ensure_future(self._welcome()),
         ]
         self._publish("status", {"execution_state": "starting"}, None)
-        # Start the version probe now, so that the first kernel_info_reply need not wait long.
-        self._probe = asyncio.ensure_future(
-            self.kernel_loop.language_info(self.manager, self.language)
-        )
 
     async def _bind(self, sock, name: str) -> None:
         info = self.connection_info
@@ -181,7 +176,6 @@ class BraindrillKernel:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._close_sockets()
-        self.kernel_loop.kernels.discard(self)
         self.exit_code = exit_code
         self._stopped.set()
 
@@ -279,8 +273,9 @@ class BraindrillKernel:
 
     # -- handlers --------------------------------------------------------------------------------
     async def _on_kernel_info_request(self, sock, ident, msg) -> None:
-        info = await self.kernel_loop.language_info(self.manager, self.language)
-        limits = self.manager.limits.defaults(self.language)
+        version = await self.engine.version(self.language)  # known already, or left out
+        info = {"name": self.language.name, **self.language.language_info, "version": version or ""}
+        limits = self.engine.limits.defaults(self.language)
         content = {
             "status": "ok",
             "protocol_version": protocol_version,
@@ -302,7 +297,7 @@ class BraindrillKernel:
         count = self.execution_count
         if not silent:
             self._publish("execute_input", {"code": code, "execution_count": count}, msg)
-        reply = await self._run_cell(code, msg, silent)
+        reply = await self._run_cell(code, msg, silent, count)
         if reply["status"] == "error" and not silent:
             error = {k: reply[k] for k in ("ename", "evalue", "traceback")}
             self._publish("error", error, msg)
@@ -315,13 +310,21 @@ class BraindrillKernel:
         self._reply(sock, ident, msg, reply, metadata={"status": reply["status"]})
         return queued
 
-    async def _run_cell(self, code: str, msg, silent: bool) -> dict:
+    async def _run_cell(self, code: str, msg, silent: bool, count: int) -> dict:
         """Run one cell in a fresh container; returns the reply's status fields."""
         try:
             limits, code = split_limits(code)
             if not code.strip():
                 return {"status": "ok"}
-            execution = self.manager.make_execution(self.language.name, code, limits=limits)
+            execution = make_execution(
+                self.engine.registry,
+                self.engine.limits,
+                self.language.name,
+                code,
+                limits=limits,
+                interactive=True,
+                execution_count=count,
+            )
         except BraindrillError as e:
             return refused_content(e)
 
@@ -330,8 +333,16 @@ class BraindrillKernel:
                 self._publish("stream", {"name": name, "text": text}, msg)
 
         streams = StreamCoalescer(publish)
+
+        def on_output(kind: str, value) -> None:
+            if kind != "output":
+                streams.write(kind, value)
+            elif not silent:
+                streams.flush()  # what the program printed before it, first
+                self._publish_output(value, count, msg)
+
         self._interrupted = False
-        self._cell = asyncio.ensure_future(self.manager.run(execution, streams.write))
+        self._cell = asyncio.ensure_future(self.engine.run(execution, on_output))
         try:
             result = await self._cell
         except asyncio.CancelledError:
@@ -349,6 +360,16 @@ class BraindrillKernel:
             return {"status": "ok"}
         return error_content(result, execution.limits)
 
+    def _publish_output(self, output: dict, count: int, parent) -> None:
+        """One rich output of the running cell, as its IOPub message."""
+        kind = output["output_type"]
+        content = {k: v for k, v in output.items() if k != "output_type"}
+        if kind == "execute_result":
+            content["execution_count"] = count
+        elif kind != "clear_output":
+            content.setdefault("transient", {})
+        self._publish(kind, content, parent)
+
     async def _on_shutdown_request(self, sock, ident, msg) -> None:
         content = {"status": "ok", "restart": bool(msg["content"].get("restart", False))}
         self._reply(sock, ident, msg, content)
@@ -361,8 +382,7 @@ class BraindrillKernel:
         self._reply(sock, ident, msg, {"status": "ok"})
 
     async def _on_is_complete_request(self, sock, ident, msg) -> None:
-        # Every cell is a whole program: there is no continuation prompt.
-        self._reply(sock, ident, msg, {"status": "complete"})
+        self._reply(sock, ident, msg, is_complete(self.language, msg["content"].get("code", "")))
 
     async def _on_complete_request(self, sock, ident, msg) -> None:
         pos = msg["content"].get("cursor_pos", len(msg["content"].get("code", "")))
@@ -383,9 +403,3 @@ class BraindrillKernel:
         # unknown targets, so that a front end does not wait on it.
         comm_id = msg["content"].get("comm_id", "")
         self._publish("comm_close", {"comm_id": comm_id, "data": {}}, msg)
-
-
-if __name__ == "__main__":  # the kernelspecs' argv: see kernelapp.py
-    from braindrill_ext.kernelapp import main
-
-    main()

@@ -1,12 +1,13 @@
-"""What a kernel cell becomes and what a failed one shows: the ``%%limits`` first line, the error
-outputs naming the Braindrill status, and the banner. Pure functions, used by the kernel."""
+"""What a kernel cell shows: the error of a failed cell (the program's own exception, or the
+Braindrill status), the banner, and whether a cell is complete. Pure functions, used by the
+kernel."""
 
 from __future__ import annotations
 
-from .errors import BraindrillError, InvalidRequest
-from .execution import Limits, Result, Status
+from ..errors import BraindrillError
+from ..execution import Limits, Result, Status
+from ..validation import LIMITS_MAGIC
 
-LIMITS_MAGIC = "%%limits"
 RED, RESET = "\x1b[0;31m", "\x1b[0m"
 
 _WHY = {
@@ -22,38 +23,13 @@ _WHY = {
 }
 
 
-def split_limits(code: str) -> tuple[dict | None, str]:
-    """Split a first line ``%%limits timeout_s=30 memory_mib=512`` off a cell.
-
-    Returns the requested limits (None without the line) and the code. The values are validated
-    later by ``LimitsPolicy.resolve`` (through ``make_execution``): a cell cannot go past the
-    operator's maxima. Raises ``InvalidRequest`` for a malformed line.
-    """
-    first, _, rest = code.partition("\n")
-    words = first.split()
-    if not words or words[0] != LIMITS_MAGIC:
-        return None, code
-    limits = {}
-    for word in words[1:]:
-        name, sep, value = word.partition("=")
-        if not sep or not name:
-            raise InvalidRequest(f"{LIMITS_MAGIC} takes name=value pairs, got {word!r}")
-        limits[name] = _number(name, value)
-    return limits, rest
-
-
-def _number(name: str, value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            continue
-    raise InvalidRequest(f"limit {name!r} must be a number, got {value!r}")
-
-
 def error_content(result: Result, limits: Limits) -> dict:
-    """The ``error`` output and ``execute_reply`` fields of a failed cell: ``ename`` is the
-    Braindrill status, ``evalue`` says why and gives the exit code."""
+    """The ``error`` output and ``execute_reply`` fields of a failed cell: the exception the cell
+    raised (its real ``ename``, ``evalue`` and traceback), or else ``ename`` is the Braindrill
+    status and ``evalue`` says why and gives the exit code."""
+    if result.error is not None:
+        error = result.error
+        return _error(error["ename"], error["evalue"], error["traceback"])
     why = _WHY[result.status].format(**vars(limits))
     evalue = f"{why} (exit code {result.exit_code})"
     if result.message:
@@ -91,3 +67,19 @@ def banner(language, version: str | None, limits: Limits) -> str:
         f"change them with a first line such as `{LIMITS_MAGIC} timeout_s=30 memory_mib=512` "
         "(up to the operator's maxima)."
     )
+
+
+def is_complete(language, code: str) -> dict:
+    """The ``is_complete_reply`` for ``code``: for Python, IPython's own answer (``complete``,
+    ``incomplete`` with the next line's indent, ``invalid``), found by parsing alone — nothing
+    is run in the server; ``unknown`` for the other languages."""
+    if language.language_info.get("name") != "python":
+        return {"status": "unknown"}
+    # Imported on first use: it costs a Jupyter server's start-up ~0.1 s otherwise. It compiles
+    # (codeop) and never executes.
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    status, indent = TransformerManager().check_complete(code)
+    if status == "incomplete":
+        return {"status": status, "indent": " " * (indent or 0)}
+    return {"status": status}

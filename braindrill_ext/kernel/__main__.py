@@ -2,8 +2,9 @@
 file> --spec <kernelspec folder>`` (the kernelspecs' ``argv``).
 
 Used when the provisioner is not (a client that launches kernels from ``argv`` itself). The same
-kernel as the in-process one, served on this process's loop with an embedded remote kernel manager
-on the local Docker Engine; SIGINT interrupts the running cell, SIGTERM ends the kernel.
+kernel as the in-process one, served on this process's loop with its own engine, configured from
+Jupyter Server's config files like a script's (``embedded.py``); SIGINT interrupts the running
+cell, SIGTERM ends the kernel.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import logging
 import os
 import signal
 
-from . import manager as manager_module
+from ..engine import ExecutionEngine
+from ..languages import KERNEL_PREFIX
+from .embedded import read_jupyter_config
 from .kernel import BraindrillKernel
-from .kernelloop import KernelLoop
-from .languages import KERNEL_PREFIX
+from .loop import KernelLoop
 
 
 def language_of(spec_dir: str) -> str:
@@ -29,19 +31,20 @@ def language_of(spec_dir: str) -> str:
 
 async def serve(language: str, connection_info: dict, kernel_id: str) -> int:
     """Serve one kernel until it is shut down; returns its exit code."""
-    mgr = manager_module.current()
-    await mgr.ensure_started()
+    engine = ExecutionEngine(config=read_jupyter_config())
+    kernel_loop = KernelLoop(engine, asyncio.get_running_loop())
+    await engine.ensure_started()
     try:
-        kernel_loop = KernelLoop.for_manager(mgr, in_server=True)
-        lang = mgr.registry.get(language)
-        kernel = BraindrillKernel(lang, mgr, connection_info, kernel_loop, kernel_id=kernel_id)
+        lang = engine.registry.get(language)
+        kernel = BraindrillKernel(lang, connection_info, kernel_loop, kernel_id=kernel_id)
         await kernel.start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, kernel.interrupt)
         loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(kernel.stop(143)))
         return await kernel.wait()
     finally:
-        await mgr.stop()
+        await engine.stop()
+        kernel_loop.close()
 
 
 def main(argv=None) -> None:
@@ -57,3 +60,7 @@ def main(argv=None) -> None:
         info = json.load(f)
     kernel_id = os.path.splitext(os.path.basename(args.connection_file))[0]
     raise SystemExit(asyncio.run(serve(language_of(args.spec), info, kernel_id)))
+
+
+if __name__ == "__main__":
+    main()

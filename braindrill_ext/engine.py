@@ -1,15 +1,13 @@
-"""The remote kernel manager: owns the worker hosts, queues and places executions, reaps leftovers.
+"""The execution engine: owns the worker hosts, queues and places executions, reaps leftovers.
 
-One instance per process: the extension app creates it and hands it to the REST handlers and the
-kernels (see ``current()`` for scripts that run kernels without a Jupyter server).
+Created by whoever owns the process — the extension app in a Jupyter server, ``EmbeddedEngine``
+for a plain script or a standalone kernel — and handed down to the REST handlers and the kernels.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
-import re
 import socket
 import time
 import uuid
@@ -18,25 +16,28 @@ import docker
 from traitlets import Dict, Float, Instance, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from . import metrics
-from .errors import HostUnavailable, ImageMissing, InvalidRequest, NoCapacity
+from . import metrics, protocol
+from .errors import HostUnavailable, ImageMissing
 from .execution import Execution, Result, Status
 from .hostspec import check_host_spec, make_client
 from .languages import Language, LanguageRegistry
 from .limits import LimitsPolicy
 from .pool import HostPool, WarmPools
 from .reaper import Reaper
-from .sandbox import LABEL, _reason
+from .sandbox import reason_of
 from .scheduler import Scheduler
+from .versions import ImageVersions
 from .workerhost import WorkerHost
 
-VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
 
-
-class RemoteKernelManager(LoggingConfigurable):
-    """Runs executions on worker hosts: one bounded FIFO queue, the least-loaded healthy host,
+class ExecutionEngine(LoggingConfigurable):
+    """Runs executions on worker hosts: one bounded FIFO queue, the least-loaded schedulable host,
     a transparent retry on another host when one fails before the code started, ``worker_lost``
-    when one fails mid-run, health checks, and a reaper for containers a crash left behind."""
+    when one fails mid-run, health checks, and a reaper for containers a crash left behind.
+
+    The one owner of what happens to a host because of an execution: a host that fails a call
+    is taken out of scheduling here (``_host_failed``); the scheduler alone counts its slots and
+    memory; the reaper alone tracks the containers that could not be removed."""
 
     hosts = List(
         Dict(),
@@ -82,7 +83,6 @@ class RemoteKernelManager(LoggingConfigurable):
         help="Name of this master in container labels (default: the "
         "host name). Masters sharing worker hosts need distinct names.",
     )
-
     pool_interval_s = Float(
         5.0, config=True, help="Seconds between warm-pool upkeep runs (TTL, shrink, refill)."
     )
@@ -90,6 +90,13 @@ class RemoteKernelManager(LoggingConfigurable):
     limits = Instance(LimitsPolicy)
     pools = Instance(WarmPools)
     registry = Instance(LanguageRegistry)
+    versions = Instance(ImageVersions)
+
+    @classmethod
+    def section_names(cls) -> list[str]:
+        # The class was called RemoteKernelManager: configs written for it keep working (the
+        # new name's section comes later and wins).
+        return ["RemoteKernelManager", *super().section_names()]
 
     @default("master_id")
     def _default_master_id(self):
@@ -106,6 +113,10 @@ class RemoteKernelManager(LoggingConfigurable):
     @default("registry")
     def _default_registry(self):
         return LanguageRegistry.from_kernelspecs()
+
+    @default("versions")
+    def _default_versions(self):
+        return ImageVersions(parent=self)
 
     @validate("hosts")
     def _check_hosts(self, proposal):
@@ -124,37 +135,33 @@ class RemoteKernelManager(LoggingConfigurable):
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._started: asyncio.Future | None = None
-        # The event loop the manager was started on and belongs to (kernels are served on it).
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._versions: dict[tuple[str, str], str] = {}
         self.image_source = self._make_image_source()
         for host in self.workers:
             others = [h for h in self.workers if h is not host]
             host.image_sources = [self.image_source, *others] if self.image_source else others
 
-    def _client(self, url: str, tls: dict | None = None) -> docker.DockerClient:
-        return make_client(url, tls, self.docker_timeout_s, self.docker_api_version)
+    def _connector(self, url: str, tls: dict | None = None):
+        """Makes Docker clients for one endpoint, with a per-call timeout in seconds."""
+        return lambda timeout_s: make_client(url, tls, timeout_s, self.docker_api_version)
 
     def _make_pool(self, host: WorkerHost) -> HostPool:
         def labels():
-            return {
-                f"{LABEL}.owner": self.owner,
-                f"{LABEL}.pooled": "1",
-                f"{LABEL}.execution": "pool-" + uuid.uuid4().hex[:12],
-            }
+            return protocol.labels(self.owner, "pool-" + uuid.uuid4().hex[:12], pooled=True)
 
-        return HostPool(host, self.pools, self.registry, labels, self.limits.defaults, self.log)
+        return HostPool(host, self.pools, labels, self.limits.defaults, self.reaper, self.log)
 
     def _make_host(self, spec: dict) -> WorkerHost:
         return WorkerHost(
             spec["name"],
-            self._client(spec.get("url", ""), spec.get("tls")),
+            self._connector(spec.get("url", ""), spec.get("tls")),
             int(spec.get("slots", self.slots)),
             memory_mib=spec.get("memory_mib"),
             runtime=spec.get("runtime", ""),
             images={**self.images, **spec.get("images", {})},
+            docker_timeout_s=self.docker_timeout_s,
             ping_timeout_s=self.ping_timeout_s,
             lost_after_pings=self.lost_after_pings,
+            on_image=self.versions.learn,
             log=self.log,
         )
 
@@ -167,17 +174,23 @@ class RemoteKernelManager(LoggingConfigurable):
         if not url and any(not spec.get("url") for spec in self.hosts or [{}]):
             return None  # the local engine is a worker host: it is a source as one
         try:
-            client = self._client(url)
+            return WorkerHost(
+                "master",
+                self._connector(url),
+                0,
+                docker_timeout_s=self.docker_timeout_s,
+                ping_timeout_s=self.ping_timeout_s,
+                log=self.log,
+            )
         except docker.errors.DockerException as e:
             self.log.info("no image source engine (%s): hosts copy images from each other", e)
             return None
-        return WorkerHost("master", client, 0, ping_timeout_s=self.ping_timeout_s, log=self.log)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def ensure_started(self) -> None:
-        """Start once; called by the extension app at server start and before any use."""
+        """Start once, on the running loop; called by the owner of the engine (the extension
+        app, the embedded engine of a script) and before any use."""
         if self._started is None:
-            self.loop = asyncio.get_running_loop()
             self._started = asyncio.ensure_future(self.start())
         await asyncio.shield(self._started)
 
@@ -193,18 +206,19 @@ class RemoteKernelManager(LoggingConfigurable):
         ]
 
     async def stop(self) -> None:
-        """Stop the loops and the host thread pools. Called at server shutdown."""
+        """Stop the loops and the host thread pools. Called by the engine's owner at shutdown."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self.host_pools.values()))
+        await self.versions.close()
         for host in self._engines():
             host.close()
         self._started = None
 
     def remove_own_containers(self) -> int:
-        """Remove every container this manager made, on every host, with blocking calls (no
+        """Remove every container this engine made, on every host, with blocking calls (no
         thread pool); returns how many. Called at interpreter exit for a plain script."""
         return sum(self.reaper.remove_owned(host) for host in self.workers)
 
@@ -222,51 +236,26 @@ class RemoteKernelManager(LoggingConfigurable):
     async def _check_health(self):
         """Ping every host; a host that answers again gets queued work and its leftovers reaped.
         Called every ``health_interval_s`` by the health loop."""
-        was = {h.name: h.healthy for h in self.workers}
+        was = {h.name: h.schedulable for h in self.workers}
         await asyncio.gather(*(h.ping() for h in self._engines()))
-        back = [h for h in self.workers if h.healthy and not was[h.name]]
+        back = [h for h in self.workers if h.schedulable and not was[h.name]]
         if back:
             self.scheduler.dispatch()
-            await asyncio.gather(*(self._reap_host(h) for h in back), return_exceptions=True)
+            await self.reaper.sweep(back)
 
     async def reap(self) -> int:
-        """Remove labelled containers that no live execution owns: past their expiry, abandoned
-        by an execution whose host stopped answering, or owned by a process of this master that
-        is gone (a crash). Called at start, every ``reap_interval_s``, and when a host comes back.
-        Returns how many were removed."""
-        return await self.reaper.sweep([h for h in self.workers if h.healthy])
+        """Remove labelled containers that no live execution owns. Called at start, every
+        ``reap_interval_s``, and when a host comes back. Returns how many were removed."""
+        return await self.reaper.sweep([h for h in self.workers if h.schedulable])
 
     # -- executions ------------------------------------------------------------------------------
-    def make_execution(
-        self, language: str, code, *, stdin="", args=None, files=None, limits=None
-    ) -> Execution:
-        """Validate one request into an Execution. Raises UnknownLanguage, InvalidRequest or
-        PayloadTooLarge. Used by REST handlers and kernels alike."""
-        lang = self.registry.get(language)
-        if not isinstance(code, str):
-            raise InvalidRequest("'code' must be a string")
-        if not isinstance(stdin, str):
-            raise InvalidRequest("'stdin' must be a string")
-        args = [] if args is None else args
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise InvalidRequest("'args' must be a list of strings")
-        files = {} if files is None else files
-        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-            raise InvalidRequest("'files' must be an object of file name → text content")
-        for name in files:
-            if not _safe_file_name(name) or name == lang.source_file:
-                raise InvalidRequest(
-                    f"bad file name {name!r}: use a relative path without '..', not "
-                    f"{lang.source_file!r} and not under .braindrill/"
-                )
-        self.limits.check_size(code, stdin, files)
-        return Execution(lang, code, self.limits.resolve(lang, limits), stdin, args, files)
-
     async def run(self, execution: Execution, on_output=None) -> Result:
         """Run one execution on some worker host and return its Result.
 
-        Raises ``NoCapacity`` when the queue is full or the wait runs out, and ``HostUnavailable``
-        when no host could start it. Cancelling the task kills and removes the container. The
+        ``on_output(kind, value)`` is called on the loop as the program writes: ``("stdout",
+        text)``, ``("stderr", text)``, ``("output", a Jupyter output dict)``. Raises
+        ``NoCapacity`` when the queue is full or the wait runs out, and ``HostUnavailable`` when
+        no host could start it. Cancelling the task kills and removes the container. The
         container is removed after the result is returned; its slot is held until then.
         """
         queued_at = time.monotonic()
@@ -276,40 +265,41 @@ class RemoteKernelManager(LoggingConfigurable):
             try:
                 sandbox, result = await self._run_on(host, execution, on_output)
             except HostUnavailable as e:
-                self.scheduler.release(host, execution.memory_mib)
+                self.scheduler.release(host, execution.memory_mib, completed=False)
                 tried.add(host.name)
                 if not isinstance(e, ImageMissing):
-                    host.suspend(e.reason)
+                    self._host_failed(host, e.reason)
                 self.log.warning(
                     "execution %s not started on %s: %s", execution.id, host.name, e.reason
                 )
-                if not any(h.healthy and h.name not in tried for h in self.workers):
+                if not any(h.schedulable and h.name not in tried for h in self.workers):
                     raise
                 continue
             except BaseException:
-                self.scheduler.release(host, execution.memory_mib)
+                self.scheduler.release(host, execution.memory_mib, completed=False)
                 raise
-            self._spawn(self._clean_up(host, sandbox, execution.memory_mib))
+            if result.status is Status.WORKER_LOST:
+                self._host_failed(host, result.message)
+            self._spawn(self._clean_up(host, sandbox, execution))
             result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
             metrics.record(result, time.monotonic() - queued_at)
             return result
 
+    def _host_failed(self, host: WorkerHost, reason: str) -> None:
+        """A call for an execution failed on ``host``: out of scheduling until a ping answers."""
+        host.suspend(reason)
+
     async def _run_on(self, host: WorkerHost, execution: Execution, on_output):
         """Run on ``host``: in a warm container if its pool has one, else in a new one. Returns
         (sandbox, result); the caller removes the sandbox. On an exception it is already removed."""
-        pool = self.host_pools[host.name]
-        sandbox = pool.take(execution)
+        sandbox = self.host_pools[host.name].take(execution)
         if sandbox is not None:
             try:
                 return sandbox, await self._execute(host, sandbox, execution, on_output)
             except HostUnavailable as e:  # the warm container died while it waited: go cold
                 self.log.info("warm container on %s unusable (%s); cold start", host.name, e)
         image = await host.image_for(execution.language)
-        labels = {
-            f"{LABEL}.owner": self.owner,
-            f"{LABEL}.language": execution.language.name,
-            f"{LABEL}.execution": execution.id,
-        }
+        labels = protocol.labels(self.owner, execution.id, language=execution.language.name)
         sandbox = host.sandbox(execution.language, image, execution.limits, labels)
         return sandbox, await self._execute(host, sandbox, execution, on_output, cold=True)
 
@@ -319,26 +309,32 @@ class RemoteKernelManager(LoggingConfigurable):
                 await sandbox.prepare()
             return await sandbox.execute(execution, on_output)
         except HostUnavailable:
-            await sandbox.destroy()
+            await self._destroy(host, sandbox)
             raise
         except BaseException as e:
-            await sandbox.destroy()
+            await self._destroy(host, sandbox)
             if not isinstance(e, Exception):
                 raise  # cancelled: the client went away
             # A bug or an unexpected engine answer: report it, don't hang.
             self.log.exception("execution %s failed on %s", execution.id, host.name)
             return Result(
-                execution.language.name, Status.INTERNAL_ERROR, worker=host.name, message=_reason(e)
+                execution.language.name,
+                Status.INTERNAL_ERROR,
+                worker=host.name,
+                message=reason_of(e),
             )
 
-    async def _clean_up(self, host: WorkerHost, sandbox, memory_mib: int) -> None:
+    async def _destroy(self, host: WorkerHost, sandbox) -> None:
+        if not await sandbox.destroy():
+            self.reaper.abandon(host, sandbox.labels[protocol.EXECUTION])
+
+    async def _clean_up(self, host: WorkerHost, sandbox, execution: Execution) -> None:
         """Remove an execution's container, then free its slot and memory and refill the host's
         pool."""
         try:
-            await sandbox.destroy()
+            await self._destroy(host, sandbox)
         finally:
-            host.completed += 1
-            self.scheduler.release(host, memory_mib)
+            self.scheduler.release(host, execution.memory_mib, completed=True)
             self.host_pools[host.name].fill()
 
     def _spawn(self, coro) -> None:
@@ -350,89 +346,31 @@ class RemoteKernelManager(LoggingConfigurable):
         """Called every ``pool_interval_s``: TTL, shrinking and refilling of the warm pools."""
         await asyncio.gather(*(p.maintain(self.registry) for p in self.host_pools.values()))
 
-    # -- introspection ---------------------------------------------------------------------------
-    async def describe(self, language: Language) -> dict:
-        """What GET /lang shows of one language: image, version, default and maximum limits."""
-        image, version = None, None
-        for host in (h for h in self.workers if h.healthy):
+    # -- what the runtimes are -------------------------------------------------------------------
+    async def image(self, language: Language) -> str | None:
+        """The image the first schedulable host runs ``language`` with (None if none has one).
+        Only looks images up (no container)."""
+        for host in (h for h in self.workers if h.schedulable):
             try:
-                image = await host.image_for(language)
+                return await host.image_for(language)
             except HostUnavailable:
                 continue
-            version = await self._version(language, image)
-            break
-        defaults = dataclasses.asdict(self.limits.defaults(language))
-        return {
-            "name": language.name,
-            "display_name": language.display_name,
-            "aliases": list(language.aliases),
-            "kernel_name": language.kernel_name,
-            "image": image or language.image,
-            "image_available": image is not None,
-            "version": version,
-            "compiled": language.compile is not None,
-            "source_file": language.source_file,
-            "limits": defaults,
-            "max_limits": {k: self.limits.maximum(k) for k in defaults if self.limits.maximum(k)},
-        }
+        return None
 
-    async def _version(self, language: Language, image: str) -> str | None:
-        key = (language.name, image)
-        if key not in self._versions:
-            probe = dataclasses.replace(
-                language, run=language.version_command, compile=None, prestart=None
-            )
-            execution = Execution(probe, "", self.limits.defaults(language))
-            try:
-                result = await self.run(execution)
-            except (NoCapacity, HostUnavailable):
-                return None
-            match = VERSION_RE.search(result.stdout + result.stderr)
-            if result.status is not Status.OK or not match:
-                return None
-            self._versions[key] = match.group(0)
-        return self._versions[key]
+    async def version(self, language: Language, wait_s: float = 0) -> str | None:
+        """The runtime's version as its image reports it: learned once per image (when it was
+        prepared, or in the background when first seen). With ``wait_s`` 0 (a kernel's start)
+        only what is known already; ``GET /lang`` waits that long for a probe."""
+        image = await self.image(language)
+        if image is None:
+            return None
+        return await self.versions.learned(language, image, wait_s)
 
-    def status(self) -> dict:
-        """What GET /braindrill/workers shows: the queue and every worker host."""
-        return {
-            "master": self.master_id,
-            "queued": self.scheduler.queued,
-            "queue_size": self.queue_size,
-            "capacity": self.scheduler.capacity,
-            "image_source": self.image_source.status() if self.image_source else None,
-            "workers": [
-                {**h.status(), "pool": self.host_pools[h.name].status()} for h in self.workers
-            ],
-        }
-
-
-def _safe_file_name(name: str) -> bool:
-    parts = name.split("/")
-    return (
-        bool(name)
-        and not name.startswith("/")
-        and ".." not in parts
-        and "" not in parts
-        and parts[0] != ".braindrill"
-        and "\0" not in name
-        and len(name) <= 255
-    )
-
-
-_current: RemoteKernelManager | None = None
-
-
-def set_current(manager: RemoteKernelManager | None) -> None:
-    """Make ``manager`` the process's remote kernel manager. Called by the extension app."""
-    global _current
-    _current = manager
-
-
-def current() -> RemoteKernelManager:
-    """The process's remote kernel manager: the Jupyter server's, or (in a plain script using
-    ``jupyter_client``) an embedded one on the local Docker Engine, created on first use."""
-    global _current
-    if _current is None:
-        _current = RemoteKernelManager()
-    return _current
+    def probe_version(self, language: Language) -> Execution:
+        """The execution that learns a runtime's version: its ``version_command``, cold."""
+        return Execution(
+            language.variant(run=language.version_command, compile=None, prestart=None),
+            "",
+            self.limits.defaults(language),
+            warm=False,
+        )

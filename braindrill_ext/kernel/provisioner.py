@@ -2,31 +2,30 @@
 
 Registered as ``braindrill-provisioner`` under the ``jupyter_client.kernel_provisioners`` entry
 point and chosen by every Braindrill kernelspec's ``metadata.kernel_provisioner``. jupyter_client's
-KernelManager calls the hooks below; the kernel itself lives on its manager's ``KernelLoop`` (the
-Jupyter server's loop, or the process's kernel thread in a script), so each hook hops there.
+KernelManager calls the hooks below; the kernel itself lives on a ``KernelLoop`` (the Jupyter
+server's loop, or the embedded engine's thread in a script), so each hook hops there.
 """
 
 from __future__ import annotations
 
 import signal
-import sys
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 
-from . import manager as manager_module
+from ..languages import KERNEL_PREFIX
+from . import embedded
 from .kernel import BraindrillKernel
-from .kernelloop import KernelLoop
-from .languages import KERNEL_PREFIX
+from .loop import KernelLoop
 
-SERVER_KERNEL_MANAGER = "jupyter_server.services.kernels.kernelmanager"
+SETTINGS_KEY = "braindrill_kernels"  # the extension app's KernelLoop in the server's settings
 
 
 class BraindrillProvisioner(KernelProvisionerBase):
     """Starts an in-process ``BraindrillKernel``: starting one costs milliseconds, an idle one a
-    few sockets. Every cell goes through the process's remote kernel manager
-    (``manager.current()``): the Jupyter server's, or an embedded one on the local Docker Engine.
+    few sockets. Its cells go through the engine of the process's owner: the Jupyter server's
+    (the extension app's), or the embedded engine of a plain script.
     """
 
     kernel: BraindrillKernel | None = None
@@ -48,22 +47,17 @@ class BraindrillProvisioner(KernelProvisionerBase):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Called from ``KernelManager.launch_kernel()``: start the kernel on its loop."""
-        mgr = manager_module.current()
-        self.kernel_loop = KernelLoop.for_manager(mgr, in_server=_in_server(self.parent))
-        language = mgr.registry.get(self._kernel_name().removeprefix(KERNEL_PREFIX))
-        kernel = await self.kernel_loop.call(self._start(language, mgr))
+        self.kernel_loop = _kernel_loop(self.parent)
+        registry = self.kernel_loop.engine.registry
+        language = registry.get(self._kernel_name().removeprefix(KERNEL_PREFIX))
+        kernel = await self.kernel_loop.call(self._start(language))
         self.kernel = kernel
         self.connection_info = kernel.connection_info
         return self.connection_info
 
-    async def _start(self, language, mgr) -> BraindrillKernel:
+    async def _start(self, language) -> BraindrillKernel:
         kernel = BraindrillKernel(
-            language,
-            mgr,
-            self.connection_info,
-            self.kernel_loop,
-            kernel_id=self.kernel_id,
-            log=self.log,
+            language, self.connection_info, self.kernel_loop, kernel_id=self.kernel_id, log=self.log
         )
         await kernel.start()
         return kernel
@@ -120,7 +114,26 @@ class BraindrillProvisioner(KernelProvisionerBase):
         return max(recommended, 10.0)
 
 
-def _in_server(km) -> bool:
-    """Is ``km`` a Jupyter server's kernel manager (whose loop runs for the server's life)?"""
-    module = sys.modules.get(SERVER_KERNEL_MANAGER)
-    return module is not None and isinstance(km, module.ServerKernelManager)
+def _kernel_loop(km) -> KernelLoop:
+    """Where the kernel of ``km`` (a jupyter_client KernelManager) lives: in a Jupyter server, the
+    extension app's kernel loop, found in the server's settings through the managers' parents
+    (KernelManager → MultiKernelManager → ServerApp); elsewhere, the process's embedded engine."""
+    settings = _server_settings(km)
+    if settings is None:
+        return embedded.kernel_loop()
+    if SETTINGS_KEY not in settings:
+        raise RuntimeError(
+            "Braindrill kernels need the braindrill_ext server extension, which is not enabled "
+            "in this Jupyter server: jupyter server extension enable braindrill_ext"
+        )
+    return settings[SETTINGS_KEY].bind_running_loop()
+
+
+def _server_settings(km) -> dict | None:
+    node = km
+    while node is not None:
+        web_app = getattr(node, "web_app", None)
+        if web_app is not None:
+            return web_app.settings
+        node = getattr(node, "parent", None)
+    return None

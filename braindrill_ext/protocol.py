@@ -1,0 +1,108 @@
+"""The sandbox wire format and label schema: the one place that defines them.
+
+The engine side (``sandbox.py``, ``output.py``, ``reaper.py``, ``pool.py``) imports what it needs
+from here; the container side (``container/bootstrap.sh``, ``container/prestart.py``) cannot
+import, so it cites this module and writes the same bytes.
+
+Engine → container, on the attach stream's stdin:
+
+- **payload**: ``b"<size>\\n"`` then ``size`` bytes of a plain USTAR tar, unpacked into ``/work``:
+  the source file, the request's files, ``.braindrill/stdin`` (the program's stdin),
+  ``.braindrill/job`` (``NAME=value`` lines, see ``JOB_*``; a shell fragment for the bootstrap)
+  and, for prestart languages, ``.braindrill/argv`` (the run argv, NUL-separated).
+- **go-ahead**: after a successful compile step the bootstrap waits for the one byte ``GO``: the
+  engine first lowers the container's memory limit to the run limit.
+
+Container → engine, in the attach stream's stdout/stderr frames:
+
+- **compile report** (stderr, before any user program ran): ``COMPILE_MARK`` + ``<exit code>
+  <bytes>\\n`` then at most ``BD_COMPILE_OUTPUT`` bytes of the compiler's output.
+- **output record** (stdout, in order with the program's own stdout): ``OUTPUT_MARK`` +
+  ``<output token> <bytes>\\n`` then ``bytes`` of UTF-8 JSON: one Jupyter output
+  (``display_data``, ``update_display_data``, ``execute_result``, ``error``, ``clear_output``;
+  the .ipynb shapes, binary MIME data base64-encoded). Files a program leaves in ``DISPLAY_DIR``
+  become ``display_data`` records at its end. The output token is random per execution and
+  differs from the exit token: the program may know it (its display publisher writes records),
+  so a forged record is only the program's own output, validated like any other.
+- **exit report** (both streams, last): ``EXIT_MARK`` + ``<exit token> <exit code>\\n``. The
+  engine forwards the two streams independently, so each report ends its own stream. Only the
+  watchdog (the bootstrap's shell, the prestart's parent) knows the exit token.
+
+Container labels (``LABEL`` + suffix): ``owner`` (``<master id>:<pid>:<nonce>`` of the engine
+that made it), ``execution`` (its id, or ``pool-…`` for a warm one), ``language``, ``pooled``
+(``"1"`` on warm containers) and ``expires`` (epoch seconds when even its in-container deadline is
+long past).
+"""
+
+from __future__ import annotations
+
+import time
+
+# -- stdin -----------------------------------------------------------------------------------------
+GO = b"g"
+JOB_DIR = ".braindrill"  # under /work; reserved: a request's files may not go there
+JOB_TIMEOUT = "BD_TIMEOUT"  # the in-container deadline of the run step, in seconds
+JOB_EXIT_TOKEN = "BD_EXIT_TOKEN"
+JOB_OUTPUT_TOKEN = "BD_OUTPUT_TOKEN"
+JOB_OUTPUT_MAX = "BD_OUTPUT_MAX"  # the largest output record, in bytes of JSON
+JOB_INTERACTIVE = "BD_INTERACTIVE"  # "1": cell semantics (last expression shown), else a script
+JOB_EXECUTION_COUNT = "BD_EXECUTION_COUNT"  # the cell's number, for execute_result
+JOB_COMPILE = "BD_COMPILE"
+JOB_COMPILE_TIMEOUT = "BD_COMPILE_TIMEOUT"
+JOB_COMPILE_OUTPUT = "BD_COMPILE_OUTPUT"
+
+# -- the sandbox's environment ---------------------------------------------------------------------
+WORKDIR = "/work"
+DISPLAY_DIR = f"{WORKDIR}/{JOB_DIR}/display"  # $BRAINDRILL_DISPLAY: files shown at the end
+DISPLAY_ENV = "BRAINDRILL_DISPLAY"
+
+# -- stdout/stderr -------------------------------------------------------------------------------
+COMPILE_MARK = b"\x1ebraindrill-compile "
+OUTPUT_MARK = b"\x1ebraindrill-output "
+EXIT_MARK = b"\x1ebraindrill-exit "
+MAX_HEADER = 64  # the longest header line of a report or record
+
+# -- labels ----------------------------------------------------------------------------------------
+LABEL = "braindrill"
+OWNER, EXECUTION, LANGUAGE, POOLED, EXPIRES = (
+    f"{LABEL}.{name}" for name in ("owner", "execution", "language", "pooled", "expires")
+)
+
+
+def exit_mark(token: str) -> bytes:
+    """The start of an execution's exit report."""
+    return EXIT_MARK + token.encode() + b" "
+
+
+def output_mark(token: str) -> bytes:
+    """The start of an execution's output records."""
+    return OUTPUT_MARK + token.encode() + b" "
+
+
+def labels(owner: str, execution: str, *, language: str = "", pooled: bool = False) -> dict:
+    """The labels of a new sandbox container (``expires`` is added when it is created)."""
+    made = {OWNER: owner, EXECUTION: execution}
+    if language:
+        made[LANGUAGE] = language
+    if pooled:
+        made[POOLED] = "1"
+    return made
+
+
+def expires_label(life_s: float) -> str:
+    return str(int(time.time() + life_s))
+
+
+def expiry(labels: dict) -> float:
+    """When a container is garbage whatever its owner (0 for a malformed label)."""
+    try:
+        return float(labels.get(EXPIRES, "inf"))
+    except ValueError:
+        return 0.0
+
+
+def parse_owner(owner: str) -> tuple[str, int | None]:
+    """``(master id, pid)`` of an owner label (pid None when malformed)."""
+    master, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return master, int(pid) if pid.isdigit() else None
