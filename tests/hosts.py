@@ -155,7 +155,7 @@ class Daemon:
         return f"tcp://{self.ip}:{TLS_PORT}"
 
     def spec(self, slots: int = 2, tls: bool = True, **extra) -> dict:
-        """This daemon as an entry of ``RemoteKernelManager.hosts``."""
+        """This daemon as an entry of ``ExecutionEngine.hosts``."""
         if tls:
             tls_paths = {k: self.certs[k] for k in ("ca", "cert", "key")}
             return {
