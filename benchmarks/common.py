@@ -31,7 +31,8 @@ from braindrill_ext.execution import Limits
 from braindrill_ext.images import resolve_image
 from braindrill_ext.languages import LanguageRegistry
 from braindrill_ext.limits import LimitsPolicy
-from braindrill_ext.sandbox import LABEL, SANDBOX_USER
+from braindrill_ext.protocol import LABEL
+from braindrill_ext.sandbox import SANDBOX_USER
 
 # -- statistics and tables -----------------------------------------------------------------------
 PERCENTILES = (50, 90, 99)

@@ -1,0 +1,88 @@
+"""The first kernel start of a new process: Braindrill (this tree, and optionally an earlier
+install) against ipykernel, side by side in one run.
+
+```sh
+python benchmarks/bench_first_start.py --runs 10 --before /tmp/venv-before/bin/python
+```
+
+Each sample is a new Python process that does what a script does first — ``KernelManager(
+kernel_name=...)``, ``start_kernel()``, ``client().start_channels()``, ``wait_for_ready()`` — and
+reports how long each step took (``wait_for_ready`` includes jupyter_client's fixed 0.2 s IOPub
+flush). ``--before PYTHON`` adds the same for another environment's interpreter (an install of an
+earlier commit), so that before and after are measured in the same run on the same machine. The
+interpreter start-up itself is not counted; importing jupyter_client (and what it imports) is, in
+"import".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from common import machine_summary, percentile, print_table
+
+PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from jupyter_client.manager import KernelManager
+t1 = time.perf_counter()
+km = KernelManager(kernel_name=sys.argv[1])
+km.start_kernel()
+t2 = time.perf_counter()
+kc = km.client()
+kc.start_channels()
+kc.wait_for_ready(timeout=120)
+t3 = time.perf_counter()
+kc.stop_channels()
+km.shutdown_kernel(now=True)
+print(json.dumps({"import": t1 - t0, "start_kernel": t2 - t1, "wait_for_ready": t3 - t2}))
+"""
+STEPS = ("import", "start_kernel", "wait_for_ready")
+
+
+def sample(python: str, kernel: str) -> dict:
+    out = subprocess.run(
+        [python, "-c", PROBE, kernel], capture_output=True, text=True, timeout=300, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10, help="new processes per variant")
+    parser.add_argument("--before", help="the Python of an environment with an earlier install")
+    args = parser.parse_args()
+    print(machine_summary())
+    variants = [("Braindrill (this tree)", sys.executable, "braindrill-python")]
+    if args.before:
+        variants.append(("Braindrill (--before)", args.before, "braindrill-python"))
+    variants.append(("ipykernel", sys.executable, "python3"))
+    rows = []
+    for label, python, kernel in variants:
+        samples = [sample(python, kernel) for _ in range(args.runs)]
+        ms = {step: [s[step] * 1000 for s in samples] for step in STEPS}
+        total = [sum(s[step] for step in STEPS[1:]) * 1000 for s in samples]
+        rows.append(
+            [label]
+            + [percentile(ms[step], 50) for step in STEPS]
+            + [percentile(total, 50), percentile(total, 90)]
+        )
+    print_table(
+        "First kernel start in a new process (ms)",
+        [
+            "kernel",
+            "import p50",
+            "start_kernel p50",
+            "wait_for_ready p50",
+            "start+ready p50",
+            "start+ready p90",
+        ],
+        rows,
+        note=f"{args.runs} new processes per variant, one variant after the other.",
+    )
+
+
+if __name__ == "__main__":
+    main()
