@@ -1,5 +1,6 @@
 """``braindrill_ext.records.parse``: an output record from untrusted code becomes a checked Jupyter
-output or a ``BadRecord`` naming why (pure logic; records from real programs: test_cells.py)."""
+output or a ``BadRecord`` naming why (pure logic; records from real programs are in the kernel
+tests)."""
 
 from __future__ import annotations
 
