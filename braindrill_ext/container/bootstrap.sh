@@ -4,12 +4,21 @@
 # of tar -- so that a container can be started ahead of time and receive its code later, and so that
 # no end-of-file is needed (TLS attach sockets cannot signal one). The tar holds the source files,
 # .braindrill/stdin and .braindrill/job, a shell fragment written by the engine that sets
-# BD_TIMEOUT, BD_EXIT_TOKEN, optionally BD_COMPILE, BD_COMPILE_TIMEOUT and BD_COMPILE_OUTPUT, and
-# the run argv.
+# BD_TIMEOUT, BD_EXIT_TOKEN, optionally BD_COMPILE, BD_COMPILE_TIMEOUT, BD_COMPILE_OUTPUT,
+# BD_OUTPUT_TOKEN and BD_OUTPUT_MAX, and the run argv.
 # A compile step reports on stderr, before any user program runs, one header line
 # "\036braindrill-compile <exit code> <bytes>" followed by at most BD_COMPILE_OUTPUT bytes of output.
 # After a successful compile it waits for one more byte on stdin, the engine's go-ahead: the engine
 # first sets the run memory limit (the compile step runs under the compile memory limit).
+# The program may leave files in $BRAINDRILL_DISPLAY (/work/.braindrill/display, made before it
+# runs): when it has exited, each one named *.png, *.jpg, *.jpeg, *.svg, *.html, *.md, *.json or
+# *.txt becomes, sorted by name, one output record on stdout (braindrill_ext/protocol.py):
+# "\036braindrill-output <BD_OUTPUT_TOKEN> <bytes>\n" then <bytes> of JSON, a display_data whose
+# data is the file's content in base64 (the shell cannot check UTF-8 or escape JSON text); for
+# every type but image/png and image/jpeg (base64 in .ipynb too) its metadata says
+# {"braindrill": {"encoding": "base64"}}: the engine decodes it to text (application/json: parsed).
+# A record over BD_OUTPUT_MAX bytes is left out, with a line on stderr. No BD_OUTPUT_TOKEN: no
+# records (an engine that does not read them).
 # When the program has exited, one line "\036braindrill-exit <BD_EXIT_TOKEN> <exit code>" on stdout
 # and on stderr tells the engine its result without waiting for the container to stop.
 # The shell's own stderr goes to /dev/null (dash reports a child killed by a signal, "Killed");
@@ -21,6 +30,29 @@ case "$size" in ''|*[!0-9]*) echo "braindrill: bad payload header" >&3; exit 121
 head -c "$size" | tar -x -f - || { echo "braindrill: cannot unpack the payload" >&3; exit 122; }
 . ./.braindrill/job
 rm -f ./.braindrill/job
+BRAINDRILL_DISPLAY=${BRAINDRILL_DISPLAY:-/work/.braindrill/display}  # protocol.DISPLAY_DIR
+export BRAINDRILL_DISPLAY
+mkdir -p "$BRAINDRILL_DISPLAY"
+# show <file> <mime type> <metadata>: one display_data record of the file, in base64
+show() {
+    size=$(wc -c <"$1") || return
+    size=$((size))
+    if [ "$size" -gt "$max" ]; then  # its record can only be larger
+        echo "braindrill: the display file ${1##*/} of $size bytes was dropped (over the" \
+            "per-output cap of $max bytes)" >&3
+        return
+    fi
+    data=$(base64 <"$1" | tr -d '\n') || return
+    before='{"output_type":"display_data","data":{"'$2'":"'
+    after='"},"metadata":'$3'}'
+    n=$((${#before} + ${#data} + ${#after}))
+    if [ "$n" -gt "$max" ]; then
+        echo "braindrill: an output of $n bytes was dropped (over the per-output cap of" \
+            "$max bytes)" >&3
+        return
+    fi
+    printf '\036braindrill-output %s %s\n%s%s%s' "$BD_OUTPUT_TOKEN" "$n" "$before" "$data" "$after"
+}
 if [ -n "${BD_COMPILE:-}" ]; then
     (exec timeout -s KILL "$BD_COMPILE_TIMEOUT" sh -c "$BD_COMPILE" \
         </dev/null >./.braindrill/compile 2>&1 3>&-)
@@ -34,6 +66,21 @@ fi
 # In a subshell: dash reports a signal death on the fd 2 of the command's redirections.
 (exec timeout -s KILL "$BD_TIMEOUT" "$@" <./.braindrill/stdin 2>&3 3>&-)
 rc=$?
+if [ -n "${BD_OUTPUT_TOKEN:-}" ]; then
+    max=${BD_OUTPUT_MAX:-1048576}
+    for file in "$BRAINDRILL_DISPLAY"/*; do
+        [ -f "$file" ] && [ -r "$file" ] || continue
+        case $(printf '%s' "${file##*.}" | tr 'A-Z' 'a-z') in
+            png) show "$file" image/png '{}' ;;
+            jpg | jpeg) show "$file" image/jpeg '{}' ;;
+            svg) show "$file" image/svg+xml '{"braindrill":{"encoding":"base64"}}' ;;
+            html) show "$file" text/html '{"braindrill":{"encoding":"base64"}}' ;;
+            md) show "$file" text/markdown '{"braindrill":{"encoding":"base64"}}' ;;
+            json) show "$file" application/json '{"braindrill":{"encoding":"base64"}}' ;;
+            txt) show "$file" text/plain '{"braindrill":{"encoding":"base64"}}' ;;
+        esac
+    done
+fi
 report=$(printf '\036braindrill-exit %s %s' "$BD_EXIT_TOKEN" "$rc")
 echo "$report"
 echo "$report" >&3
