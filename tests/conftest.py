@@ -1,22 +1,23 @@
 """Shared fixtures. Tests marked ``docker`` need a Docker Engine: without one they skip locally
-and FAIL under CI=true (so a broken CI machine cannot pass by skipping)."""
+and FAIL under CI=true (so a broken CI machine cannot pass by skipping). The worker-host engines
+(``worker_daemons``) are the fixtures of ``hosts.py``, registered here as a plugin; plain helpers
+are in ``helpers.py``."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-import time
 
 import docker
 import pytest
 
 from braindrill_ext.kernel import embedded
-from braindrill_ext.protocol import LABEL
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+from .helpers import containers_left, leftover_containers, require
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.hosts"]
+
 TOKEN = "braindrill-test-token"
 
 
@@ -33,15 +34,16 @@ def _docker_problem() -> str | None:
 _PROBLEM: list = []
 
 
-def pytest_runtest_setup(item):
-    if item.get_closest_marker("docker") is None:
-        return
+def docker_problem() -> str | None:
+    """Why Docker cannot be used (asked once per session), or None."""
     if not _PROBLEM:
         _PROBLEM.append(_docker_problem())
-    if _PROBLEM[0]:
-        if IN_CI:
-            pytest.fail(f"CI=true and Docker is required: {_PROBLEM[0]}", pytrace=False)
-        pytest.skip(_PROBLEM[0])
+    return _PROBLEM[0]
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("docker") is not None:
+        require(docker_problem())
 
 
 @pytest.fixture
@@ -86,40 +88,13 @@ def run(jp_fetch):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _no_leftover_containers():
-    """After each test module (its servers and kernels shut down) no container is left."""
+def _no_leftover_containers(request):
+    """After each test module with Docker tests (its servers and kernels shut down) no container
+    is left. A module of pure tests never asks Docker."""
     yield
-    assert leftover_containers() == []
-
-
-def leftover_containers(include_pooled: bool = True) -> list[str]:
-    """Labelled containers created by this test process that still exist (with or without the
-    warm containers a running server legitimately keeps)."""
-    return [
-        c["Id"][:12]
-        for c in labelled_containers()
-        if include_pooled or c["Labels"].get(f"{LABEL}.pooled") != "1"
-    ]
-
-
-def labelled_containers(pid: int | None = None) -> list[dict]:
-    """The containers (Docker's list entries) that process ``pid`` (default: this one) made."""
-    client = docker.from_env()
-    try:
-        containers = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
-    finally:
-        client.close()
-    owned = f":{pid or os.getpid()}:"
-    return [c for c in containers if owned in c["Labels"][f"{LABEL}.owner"]]
-
-
-def containers_left(wait_s: float = 15.0) -> list[str]:
-    """This process's containers still there after ``wait_s`` (the engine removes a finished
-    cell's container just after returning its result; an interrupted one before)."""
-    deadline = time.monotonic() + wait_s
-    while (left := leftover_containers()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
+    mine = [i for i in request.session.items if getattr(i, "module", None) is request.module]
+    if any(i.get_closest_marker("docker") for i in mine) and docker_problem() is None:
+        assert leftover_containers() == []
 
 
 @pytest.fixture(scope="module")

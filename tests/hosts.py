@@ -16,7 +16,8 @@ default network until it restarts. The bridges are deleted at the end, and stale
 run (``br-bd-*`` that no running dockerd names) at the start. The host's interfaces, addresses and
 routes are compared before and after: a difference fails the session's teardown.
 
-Import the fixtures into a test module with ``from hosts import worker_daemons  # noqa: F401``.
+``conftest.py`` registers this module as a plugin (``pytest_plugins``): a test names the fixture
+``worker_daemons`` as an argument, nothing to import.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from pathlib import Path
 import docker
 import pytest
 
+from .helpers import require
+
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
 IP = shutil.which("ip") or "/usr/sbin/ip"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TLS_PORT = 2376
 BRIDGE_PREFIX = "br-bd-"  # the engines' bridges: br-bd-w1, ... (interface names: 15 bytes at most)
 BRIDGE_RANGE = ipaddress.ip_network("10.213.0.0/16")  # their /24s; not in Docker's default pools
@@ -509,30 +511,18 @@ def _can_run_daemons() -> str | None:
     return None
 
 
-_shared: dict = {"users": 0, "daemons": None, "stop": None}
-
-
 @pytest.fixture(scope="session")
 def worker_daemons():
-    """Three extra Docker Engines for the session (see the module docstring).
-
-    Several test modules import this fixture, so pytest may hold it more than once: the engines
-    are started by the first user and stopped after the last one."""
-    if _shared["daemons"] is None:
-        problem = _can_run_daemons()
-        if problem:
-            if IN_CI:
-                pytest.fail(f"CI=true and extra Docker Engines are required: {problem}")
-            pytest.skip(problem)
-        _shared["daemons"], _shared["stop"] = _start_daemons()
-    _shared["users"] += 1
+    """Three extra Docker Engines for the session (see the module docstring), started by the
+    first test that needs them and stopped at the end of the session; without root, dockerd or
+    iproute2 the tests that need them skip locally and fail under CI=true."""
+    problem = _can_run_daemons()
+    require(problem and f"the worker-host tests' extra Docker Engines: {problem}")
+    daemons, stop = _start_daemons()
     try:
-        yield _shared["daemons"]
+        yield daemons
     finally:
-        _shared["users"] -= 1
-        if _shared["users"] == 0:
-            stop, _shared["daemons"], _shared["stop"] = _shared["stop"], None, None
-            stop()
+        stop()
 
 
 def _start_daemons():

@@ -8,26 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import pytest
 import requests
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from .helpers import (
+    TIMEOUT,
+    eventually,
+    eventually_sync,
+    free_port,
+    kernel_message,
+    leftover_containers,
+    ws_execute_timed,
+    ws_wait_for_output,
+)
+
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
-TIMEOUT = 60
 BRAINDRILL_TOKEN = "braindrill-gateway-token"
 LAB_TOKEN = "lab-token"
 
@@ -45,17 +51,11 @@ class Server:
         return f"--- {self.name} server log (last {lines} lines) ---\n" + "\n".join(text)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(name: str, base: Path, token: str, *args: str, config: dict | None = None):
     """``jupyter server`` as a subprocess (``python -m jupyter_server``: its pid is the server's,
     the one in the containers' owner label), with its own config, data and runtime dirs; returns
     once ``GET /api/status`` answers with the token."""
-    port = _free_port()
+    port = free_port()
     home = base / name
     for sub in ("config", "data", "runtime", "root"):
         (home / sub).mkdir(parents=True)
@@ -84,22 +84,22 @@ def _start_server(name: str, base: Path, token: str, *args: str, config: dict | 
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(name, f"http://127.0.0.1:{port}", token, process, log)
-    deadline = time.monotonic() + 60
-    while True:
+
+    def up() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{name} server exited ({process.returncode})\n{server.logs()}")
         try:
             status = requests.get(
                 f"{server.url}/api/status", headers=_auth(token), timeout=2, proxies={}
             )
-            if status.status_code == 200:
-                return server
         except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            _stop(server)
-            raise RuntimeError(f"{name} server not ready in 60 s\n{server.logs()}")
-        time.sleep(0.2)
+            return False
+        return status.status_code == 200
+
+    if not eventually_sync(up, 60):
+        _stop(server)
+        raise RuntimeError(f"{name} server not ready in 60 s\n{server.logs()}")
+    return server
 
 
 def _stop(server: Server) -> int:
@@ -121,14 +121,8 @@ def _auth(token: str) -> dict:
 
 def containers_of(pid: int) -> list[str]:
     """The Braindrill containers (any state) that process ``pid`` made: their ``braindrill.owner``
-    label is ``<master id>:<pid>:<nonce>``. (Written here, not conftest's labelled_containers,
-    so this file depends on the label only.)"""
-    client = docker.from_env()
-    try:
-        found = client.api.containers(all=True, filters={"label": "braindrill.owner"})
-    finally:
-        client.close()
-    return [c["Id"][:12] for c in found if f":{pid}:" in c["Labels"]["braindrill.owner"]]
+    label is ``<master id>:<pid>:<nonce>``."""
+    return leftover_containers(pid=pid)
 
 
 @dataclass
@@ -181,58 +175,8 @@ async def api(server: Server, path: str, method: str = "GET", body: dict | None 
     return response.code, decoded
 
 
-def _message(msg_type: str, content: dict, channel: str = "shell") -> dict:
-    header = {
-        "msg_id": uuid.uuid4().hex,
-        "username": "test",
-        "session": uuid.uuid4().hex,
-        "msg_type": msg_type,
-        "version": "5.3",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    }
-    return {
-        "header": header,
-        "parent_header": {},
-        "metadata": {},
-        "content": content,
-        "channel": channel,
-        "buffers": [],
-    }
-
-
-async def ws_execute(ws, code: str, on_message=None):
-    """Run a cell over the kernel websocket. Returns (execute_reply content, the time it arrived,
-    [(arrival time, iopub message)]); ``on_message`` is awaited for each iopub message."""
-    msg = _message("execute_request", {"code": code, "silent": False, "stop_on_error": True})
-    await ws.write_message(json.dumps(msg))
-    msg_id, reply, reply_at, iopub, idle = msg["header"]["msg_id"], None, None, [], False
-    while reply is None or not idle:
-        raw = await asyncio.wait_for(ws.read_message(), TIMEOUT)
-        assert raw is not None, "the kernel websocket closed"
-        received, at = json.loads(raw), time.monotonic()
-        if received["parent_header"].get("msg_id") != msg_id:
-            continue
-        if received["channel"] == "shell":
-            reply, reply_at = received["content"], at
-        elif received["channel"] == "iopub":
-            iopub.append((at, received))
-            idle = received["content"].get("execution_state") == "idle"
-            if on_message is not None:
-                await on_message(received)
-    return reply, reply_at, iopub
-
-
 def streams(iopub) -> list[tuple[float, str]]:
     return [(at, m["content"]["text"]) for at, m in iopub if m["msg_type"] == "stream"]
-
-
-async def eventually(check, wait_s: float = 15):
-    deadline = time.monotonic() + wait_s
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.2)
 
 
 async def kernel_ids(server: Server) -> set[str]:
@@ -265,7 +209,7 @@ def kernel(servers):
         assert kernel_id not in await kernel_ids(lab)
         assert kernel_id not in await kernel_ids(servers.braindrill)
         pid = servers.braindrill.process.pid
-        assert await eventually(lambda: not containers_of(pid)), containers_of(pid)
+        assert await eventually(lambda: not containers_of(pid), 15), containers_of(pid)
 
     return kernel
 
@@ -285,7 +229,7 @@ async def test_cells_stream_through_the_gateway(servers, kernel):
     async with kernel() as (kernel_id, ws):
         assert kernel_id in await kernel_ids(servers.braindrill)  # the kernel lives there
         code = "for i in range(3): print(i, flush=True); import time; time.sleep(0.5)"
-        reply, reply_at, iopub = await ws_execute(ws, code)
+        reply, reply_at, iopub = await ws_execute_timed(ws, code)
         assert reply["status"] == "ok", reply
         out = streams(iopub)
         assert "".join(text for _, text in out) == "0\n1\n2\n"
@@ -308,7 +252,7 @@ async def test_interrupt_through_the_gateway(servers, kernel):
                 interrupted.append(time.monotonic())
 
         code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
-        reply, reply_at, _ = await ws_execute(ws, code, interrupt_once_running)
+        reply, reply_at, _ = await ws_execute_timed(ws, code, interrupt_once_running)
         assert interrupted, reply
         assert reply["status"] == "error" and reply["ename"] == "interrupted", reply
         assert reply_at - interrupted[0] < 5  # at once, not when the 60 s sleep ends
@@ -316,21 +260,18 @@ async def test_interrupt_through_the_gateway(servers, kernel):
 
 async def test_restart_through_the_gateway(servers, kernel):
     async with kernel() as (kernel_id, ws):
-        reply, _, _ = await ws_execute(ws, "print('before')")
+        reply, _, _ = await ws_execute_timed(ws, "print('before')")
         assert reply["status"] == "ok" and reply["execution_count"] == 1
         # restart while a cell runs (what a stuck notebook's user does): its container goes
         code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
-        await ws.write_message(json.dumps(_message("execute_request", {"code": code})))
-        while True:
-            received = json.loads(await asyncio.wait_for(ws.read_message(), TIMEOUT))
-            if received["msg_type"] == "stream" and "started" in received["content"]["text"]:
-                break
+        await ws.write_message(json.dumps(kernel_message("execute_request", {"code": code})))
+        await ws_wait_for_output(ws, "started")
         pid = servers.braindrill.process.pid
         assert containers_of(pid)
         code, model = await api(servers.lab, f"api/kernels/{kernel_id}/restart", "POST")
         assert code == 200 and model["id"] == kernel_id, (model, servers.lab.logs())
-        assert await eventually(lambda: not containers_of(pid)), containers_of(pid)
-        reply, _, iopub = await ws_execute(ws, "print('after restart')")
+        assert await eventually(lambda: not containers_of(pid), 15), containers_of(pid)
+        reply, _, iopub = await ws_execute_timed(ws, "print('after restart')")
         assert reply["status"] == "ok", reply
         assert reply["execution_count"] == 1  # a new kernel: the count starts again
         assert "".join(text for _, text in streams(iopub)) == "after restart\n"
@@ -351,7 +292,7 @@ async def test_notebook_session_through_the_gateway(servers):
         HTTPRequest(ws_url, headers=_auth(lab.token), request_timeout=TIMEOUT)
     )
     try:
-        reply, _, iopub = await ws_execute(ws, "print('in a notebook')")
+        reply, _, iopub = await ws_execute_timed(ws, "print('in a notebook')")
         assert reply["status"] == "ok", reply
         assert "".join(text for _, text in streams(iopub)) == "in a notebook\n"
     finally:
@@ -361,4 +302,4 @@ async def test_notebook_session_through_the_gateway(servers):
     assert kernel_id not in await kernel_ids(lab)
     assert kernel_id not in await kernel_ids(servers.braindrill)
     pid = servers.braindrill.process.pid
-    assert await eventually(lambda: not containers_of(pid)), containers_of(pid)
+    assert await eventually(lambda: not containers_of(pid), 15), containers_of(pid)

@@ -12,13 +12,12 @@ import subprocess
 
 import pytest
 
-from tests.hosts import (
+from .hosts import (
     BRIDGE_PREFIX,
     IP,
     host_networking,
     networking_changes,
     remove_stale_bridges,
-    worker_daemons,  # noqa: F401 - the session fixture
 )
 
 
@@ -48,7 +47,7 @@ def test_changes_name_what_differs():
 
 
 @pytest.mark.docker
-def test_every_engine_has_its_own_bridge_and_docker0_stays(worker_daemons):  # noqa: F811
+def test_every_engine_has_its_own_bridge_and_docker0_stays(worker_daemons):
     subnets = set()
     for d in worker_daemons:
         client = d.client()
@@ -77,7 +76,7 @@ def _net(link: dict) -> ipaddress.IPv4Network:
 
 
 @pytest.mark.docker
-def test_stale_bridges_go_and_live_ones_stay(worker_daemons):  # noqa: F811
+def test_stale_bridges_go_and_live_ones_stay(worker_daemons):
     if os.geteuid() != 0:
         pytest.skip("creating a bridge needs root")
     stale = BRIDGE_PREFIX + "stale"

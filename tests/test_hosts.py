@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import docker
 import pytest
 
-from tests.hosts import worker_daemons  # noqa: F401 - the session fixture
+from .helpers import eventually, workers
 
 pytestmark = pytest.mark.docker
 
@@ -19,7 +18,7 @@ SLOW = "import time, socket; time.sleep({s}); print('done', socket.gethostname()
 
 
 @pytest.fixture
-def braindrill_config(worker_daemons):  # noqa: F811
+def braindrill_config(worker_daemons):
     return {
         "ExecutionEngine": {
             "hosts": worker_daemons.specs(slots=2),
@@ -47,23 +46,7 @@ async def post(jp_fetch, code, **fields):
     return json.loads(response.body)
 
 
-async def workers(jp_fetch) -> dict:
-    response = await jp_fetch("braindrill", "workers")
-    return {w["name"]: w for w in json.loads(response.body)["workers"]}
-
-
-async def wait_for(predicate, timeout=60.0, every=0.2):
-    """Poll an async predicate until it is true; fail (instead of hanging) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        await asyncio.sleep(every)
-
-
-async def test_load_spreads_over_every_host(jp_fetch, worker_daemons):  # noqa: F811
+async def test_load_spreads_over_every_host(jp_fetch, worker_daemons):
     codes = [SLOW.format(s=0.3) for _ in range(30)]
     results = await asyncio.gather(*(post(jp_fetch, c) for c in codes))
     assert [r["status"] for r in results] == ["ok"] * 30, results
@@ -74,14 +57,15 @@ async def test_load_spreads_over_every_host(jp_fetch, worker_daemons):  # noqa: 
         status = await workers(jp_fetch)
         return sum(w["completed"] for w in status.values()) >= 30 and status
 
-    status = await wait_for(all_counted, timeout=30)
+    status = await eventually(all_counted, 30)
+    assert status, "not every execution counted within 30 s"
     for name, w in status.items():
         assert w["healthy"] and w["slots"] == 2 and w["running"] == 0, w
         assert w["completed"] >= 1, name
         # The daemons started empty: the image was copied from the master's engine.
         assert w["images"]["python"], w
         assert w["unable"] == {}
-    await wait_for(lambda: _no_containers(worker_daemons))
+    assert await eventually(lambda: _no_containers(worker_daemons), 60), "containers left"
 
 
 async def test_metrics(jp_fetch):
@@ -96,7 +80,7 @@ async def test_metrics(jp_fetch):
         assert f'braindrill_host_healthy{{host="{name}"}} 1.0' in text
 
 
-async def test_every_host_keeps_its_own_warm_pool(jp_fetch, worker_daemons):  # noqa: F811
+async def test_every_host_keeps_its_own_warm_pool(jp_fetch, worker_daemons):
     await warm_up(jp_fetch)  # a miss on every host: each pool grows to at least one
 
     async def all_warm():
@@ -105,7 +89,7 @@ async def test_every_host_keeps_its_own_warm_pool(jp_fetch, worker_daemons):  # 
             status[d.name]["pool"].get("python", {}).get("ready", 0) >= 1 for d in worker_daemons
         )
 
-    await wait_for(all_warm, timeout=60)
+    assert await eventually(all_warm, 60), "a host without a warm container"
     hits = {n: w["pool"]["python"]["hits"] for n, w in (await workers(jp_fetch)).items()}
     results = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.5)) for _ in range(6)))
     assert [r["status"] for r in results] == ["ok"] * 6
@@ -114,7 +98,7 @@ async def test_every_host_keeps_its_own_warm_pool(jp_fetch, worker_daemons):  # 
     assert all(after[d.name]["pool"]["python"]["hits"] > hits[d.name] for d in worker_daemons)
 
 
-async def test_a_hung_host_loses_no_request_and_comes_back(jp_fetch, worker_daemons):  # noqa: F811
+async def test_a_hung_host_loses_no_request_and_comes_back(jp_fetch, worker_daemons):
     victim = worker_daemons[1]
     await warm_up(jp_fetch)
     load = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=1.5))) for _ in range(30)]
@@ -122,14 +106,14 @@ async def test_a_hung_host_loses_no_request_and_comes_back(jp_fetch, worker_daem
     async def victim_busy():
         return (await workers(jp_fetch))[victim.name]["running"] > 0
 
-    await wait_for(victim_busy)
+    assert await eventually(victim_busy, 60), "nothing ran on the victim"
     victim.freeze()
     try:
 
         async def out_of_scheduling():
             return not (await workers(jp_fetch))[victim.name]["healthy"]
 
-        await wait_for(out_of_scheduling, timeout=30)
+        assert await eventually(out_of_scheduling, 30), "the hung host stayed in scheduling"
         results = await asyncio.wait_for(asyncio.gather(*load), timeout=240)
     finally:
         victim.thaw()
@@ -150,18 +134,19 @@ async def test_a_hung_host_loses_no_request_and_comes_back(jp_fetch, worker_daem
     # The host answers again: back in scheduling, used again, and the containers of the
     # executions lost on it are removed.
     await _used_again(jp_fetch, victim)
-    await wait_for(lambda: _no_containers(worker_daemons), timeout=60)
+    assert await eventually(lambda: _no_containers(worker_daemons), 60), "containers left"
 
 
 async def test_worker_lost_is_prompt_and_container_removed_on_return(
     jp_fetch,
-    worker_daemons,  # noqa: F811
+    worker_daemons,
 ):
     victim = worker_daemons[0]
     await warm_up(jp_fetch)
     # Fill every slot with a long run so that two of them are surely on the victim.
     runs = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=5))) for _ in range(6)]
-    ran = await wait_for(lambda: running_on(victim, 2))
+    ran = await eventually(lambda: running_on(victim, 2))
+    assert ran, "no two programs running on the victim within 60 s"
     victim.freeze()
     try:
         # Never a hang: every request returns (the deadline is 10 s; this bound is generous).
@@ -174,21 +159,21 @@ async def test_worker_lost_is_prompt_and_container_removed_on_return(
         victim.thaw()
 
     # The lost executions' containers are removed once the host answers again.
-    await wait_for(lambda: gone(victim, ran), timeout=60)
+    assert await eventually(lambda: gone(victim, ran), 60), "the lost containers stayed"
 
 
-async def test_a_host_that_misses_one_ping_keeps_its_runs(jp_fetch, worker_daemons):  # noqa: F811
+async def test_a_host_that_misses_one_ping_keeps_its_runs(jp_fetch, worker_daemons):
     victim = worker_daemons[1]
     await warm_up(jp_fetch)
     runs = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=4))) for _ in range(6)]
-    await wait_for(lambda: running_on(victim, 2))
+    assert await eventually(lambda: running_on(victim, 2), 60), "not two runs on the victim"
     victim.freeze()
     try:
 
         async def suspended():
             return not (await workers(jp_fetch))[victim.name]["healthy"]
 
-        await wait_for(suspended, timeout=30, every=0.05)
+        assert await eventually(suspended, 30, every_s=0.05), "never out of scheduling"
     finally:
         victim.thaw()  # before the second ping runs out
     status = (await workers(jp_fetch))[victim.name]
@@ -203,7 +188,7 @@ async def test_a_host_that_misses_one_ping_keeps_its_runs(jp_fetch, worker_daemo
         w = (await workers(jp_fetch))[victim.name]
         return w["healthy"] and w["missed_pings"] == 0
 
-    await wait_for(healthy_again, timeout=30)
+    assert await eventually(healthy_again, 30), "not healthy again"
     await _used_again(jp_fetch, victim)
 
 
@@ -272,11 +257,12 @@ async def _no_containers(daemons) -> bool:
     return not any(found.values())
 
 
-async def test_a_host_killed_outright_then_restarted(jp_fetch, worker_daemons):  # noqa: F811
+async def test_a_host_killed_outright_then_restarted(jp_fetch, worker_daemons):
     victim = worker_daemons[2]
     await warm_up(jp_fetch)
     runs = [asyncio.ensure_future(post(jp_fetch, SLOW.format(s=5))) for _ in range(6)]
-    ran = await wait_for(lambda: running_on(victim, 2))
+    ran = await eventually(lambda: running_on(victim, 2))
+    assert ran, "no two programs running on the victim within 60 s"
     victim.kill()  # SIGKILL: connections reset, nothing answers
     results = await asyncio.wait_for(asyncio.gather(*runs), timeout=60)
     lost = [r for r in results if r["worker"] == victim.name]
@@ -292,8 +278,8 @@ async def test_a_host_killed_outright_then_restarted(jp_fetch, worker_daemons): 
     await asyncio.to_thread(victim.start)
 
     await _used_again(jp_fetch, victim)
-    await wait_for(lambda: gone(victim, ran), timeout=60)
-    await wait_for(lambda: _no_containers(worker_daemons), timeout=60)
+    assert await eventually(lambda: gone(victim, ran), 60), "the lost containers stayed"
+    assert await eventually(lambda: _no_containers(worker_daemons), 60), "containers left"
 
 
 class TestRetryWhenCreateFails:
@@ -301,7 +287,7 @@ class TestRetryWhenCreateFails:
     is skipped transparently: the execution runs on another host, the user sees only its result."""
 
     @pytest.fixture
-    def braindrill_config(self, worker_daemons):  # noqa: F811
+    def braindrill_config(self, worker_daemons):
         broken = worker_daemons[0].spec(slots=2, runtime="no-such-runtime")
         return {
             "ExecutionEngine": {
@@ -326,7 +312,7 @@ async def _used_again(jp_fetch, victim) -> None:
     async def back():
         return (await workers(jp_fetch))[victim.name]["healthy"]
 
-    await wait_for(back, timeout=60)
+    assert await eventually(back, 60), f"{victim.name} not healthy again"
     again = await asyncio.gather(*(post(jp_fetch, SLOW.format(s=0.2)) for _ in range(12)))
     assert all(r["status"] == "ok" for r in again)
     assert victim.name in {r["worker"] for r in again}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,16 +15,10 @@ import urllib.request
 
 import pytest
 
-from tests.hosts import worker_daemons  # noqa: F401 - the session fixture
+from .helpers import eventually_sync, free_port
 
 pytestmark = pytest.mark.docker
 TOKEN = "restart-test-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _request(port, path, body=None, timeout=10):
@@ -43,7 +36,7 @@ class Server:
     """``jupyter server`` in a subprocess, configured with the worker hosts."""
 
     def __init__(self, tmp_path, hosts):
-        self.port = _free_port()
+        self.port = free_port()
         config = tmp_path / "jupyter_server_config.json"
         config.write_text(
             json.dumps(
@@ -71,15 +64,16 @@ class Server:
             stderr=self.log,
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 90
-        while True:
+
+        def up() -> bool:
             assert self.proc.poll() is None, "jupyter server exited at start-up"
             try:
                 _request(self.port, "braindrill/workers", timeout=5)
-                return
             except (OSError, urllib.error.URLError):
-                assert time.monotonic() < deadline, "jupyter server did not start in 90 s"
-                time.sleep(0.5)
+                return False
+            return True
+
+        assert eventually_sync(up, 90, every_s=0.5), "jupyter server did not start in 90 s"
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc.poll() is None:
@@ -88,17 +82,7 @@ class Server:
         self.log.close()
 
 
-def _poll(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} within {timeout} s"
-        time.sleep(0.3)
-
-
-def test_sigkilled_server_leaves_no_container(tmp_path, worker_daemons):  # noqa: F811
+def test_sigkilled_server_leaves_no_container(tmp_path, worker_daemons):
     hosts = worker_daemons.specs(slots=1)
     first = Server(tmp_path, hosts)
     try:
@@ -120,7 +104,7 @@ def test_sigkilled_server_leaves_no_container(tmp_path, worker_daemons):  # noqa
             return all(found.values()) and found
 
         # One long execution on each host (one slot each), then the server dies.
-        _poll(running_everywhere, 120, "an execution's container on every host")
+        assert eventually_sync(running_everywhere, 120), "an execution's container on every host"
         time.sleep(1)
     finally:
         first.kill()
@@ -133,19 +117,15 @@ def test_sigkilled_server_leaves_no_container(tmp_path, worker_daemons):  # noqa
 
     second = Server(tmp_path, hosts)
     try:
-        _poll(
-            lambda: not any(worker_daemons.labelled_containers(first.proc.pid).values()),
-            30,
-            "the restarted server reaped every container the killed one left",
-        )
+        assert eventually_sync(
+            lambda: not any(worker_daemons.labelled_containers(first.proc.pid).values()), 30
+        ), "the restarted server reaped every container the killed one left"
         # And it works.
         result = _request(second.port, "lang/python", "print('after restart')", timeout=120)
         assert result["status"] == "ok" and result["stdout"] == "after restart\n"
     finally:
         second.kill(signal.SIGTERM)
     # A server stopped cleanly leaves nothing either (its warm containers included).
-    _poll(
-        lambda: not any(worker_daemons.labelled_containers(second.proc.pid).values()),
-        30,
-        "the stopped server left nothing",
-    )
+    assert eventually_sync(
+        lambda: not any(worker_daemons.labelled_containers(second.proc.pid).values()), 30
+    ), "the stopped server left nothing"

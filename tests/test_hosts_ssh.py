@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 
 import docker
 import pytest
@@ -19,7 +18,8 @@ from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.images import copy_image, image_present
 from braindrill_ext.validation import make_execution
 from braindrill_ext.views import workers_model
-from tests.hosts import IN_CI, worker_daemons  # noqa: F401 - the session fixture
+
+from .helpers import eventually_sync, require
 
 pytestmark = pytest.mark.docker
 SSH_IP, SSH_PORT = "127.0.0.5", 2222
@@ -28,23 +28,19 @@ IMAGE = "braindrill/python:bookworm"
 
 def _problem() -> str | None:
     if not shutil.which("sshd") and not os.path.exists("/usr/sbin/sshd"):
-        return "no sshd (Debian: openssh-server)"
+        return "the ssh:// test needs sshd (Debian: openssh-server)"
     if not shutil.which("ssh"):
-        return "no ssh client (Debian: openssh-client)"
+        return "the ssh:// test needs an ssh client (Debian: openssh-client)"
     if importlib.util.find_spec("paramiko") is None:
         return "the Docker SDK needs paramiko for ssh:// (pip install 'docker[ssh]')"
     if not shutil.which("docker"):
-        return "no docker CLI for `docker system dial-stdio` on the ssh side"
+        return "the ssh:// test needs the docker CLI for `docker system dial-stdio`"
     return None
 
 
 @pytest.fixture
-def ssh_host(tmp_path, monkeypatch, worker_daemons):  # noqa: F811
-    problem = _problem()
-    if problem:
-        if IN_CI:
-            pytest.fail(f"CI=true and the ssh:// test needs: {problem}")
-        pytest.skip(problem)
+def ssh_host(tmp_path, monkeypatch, worker_daemons):
+    require(_problem())
     daemon = worker_daemons[0]
     local, remote = docker.from_env(timeout=120), daemon.client(timeout=600)
     try:
@@ -84,15 +80,14 @@ def ssh_host(tmp_path, monkeypatch, worker_daemons):  # noqa: F811
     log = open(d / "sshd.log", "wb")  # the child keeps its own copy
     proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(d / "sshd_config")], stderr=log)
     log.close()
+
+    def listening() -> bool:
+        assert proc.poll() is None, (d / "sshd.log").read_text()
+        with socket.socket() as s:
+            return s.connect_ex((SSH_IP, SSH_PORT)) == 0
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, (d / "sshd.log").read_text()
-            with socket.socket() as s:
-                if s.connect_ex((SSH_IP, SSH_PORT)) == 0:
-                    break
-            assert time.monotonic() < deadline, "sshd did not listen"
-            time.sleep(0.1)
+        assert eventually_sync(listening, 20, every_s=0.1), "sshd did not listen"
         yield f"ssh://root@{SSH_IP}:{SSH_PORT}"
     finally:
         proc.terminate()

@@ -14,7 +14,6 @@ from traitlets import TraitError
 from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.errors import TRANSPORT_ERRORS
 from braindrill_ext.views import workers_model
-from tests.hosts import worker_daemons  # noqa: F401 - the session fixture
 
 
 def _client(url, ca, cert=None, key=None):
@@ -25,7 +24,7 @@ def _client(url, ca, cert=None, key=None):
 
 
 @pytest.mark.docker
-def test_mutual_tls_client_is_served(worker_daemons):  # noqa: F811
+def test_mutual_tls_client_is_served(worker_daemons):
     certs = worker_daemons.certs
     client = _client(worker_daemons[0].tcp_url, certs["ca"], certs["cert"], certs["key"])
     try:
@@ -37,7 +36,7 @@ def test_mutual_tls_client_is_served(worker_daemons):  # noqa: F811
 
 @pytest.mark.docker
 @pytest.mark.parametrize("which", ["no certificate", "certificate from another CA"])
-def test_client_without_a_valid_certificate_is_refused(worker_daemons, which):  # noqa: F811
+def test_client_without_a_valid_certificate_is_refused(worker_daemons, which):
     certs = worker_daemons.certs
     if which == "no certificate":
         client = _client(worker_daemons[0].tcp_url, certs["ca"])
@@ -54,7 +53,7 @@ def test_client_without_a_valid_certificate_is_refused(worker_daemons, which):  
 
 
 @pytest.mark.docker
-async def test_manager_marks_a_host_with_a_bad_certificate_unhealthy(worker_daemons):  # noqa: F811
+async def test_manager_marks_a_host_with_a_bad_certificate_unhealthy(worker_daemons):
     certs = worker_daemons.certs
     good = worker_daemons[0].spec(slots=1)
     bad = {**worker_daemons[1].spec(slots=1), "name": "bad"}

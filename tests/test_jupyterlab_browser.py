@@ -16,20 +16,16 @@ import pathlib
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-import docker
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from braindrill_ext.protocol import LABEL
-
-from .conftest import IN_CI
+from .helpers import eventually_sync, free_port, leftover_containers, require
 
 pytestmark = pytest.mark.docker
 CHROMIUM = os.environ.get("BRAINDRILL_CHROMIUM", "/usr/bin/chromium")
@@ -40,17 +36,7 @@ EXPECTED = "uid 65534 answer 42"  # the sandbox's user: the cell ran in a contai
 
 
 def _need(what: str, ok: bool) -> None:
-    if not ok:
-        message = f"the browser test needs {what}"
-        if IN_CI:
-            pytest.fail(f"CI=true: {message}", pytrace=False)
-        pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    require(None if ok else f"the browser test needs {what}")
 
 
 @pytest.fixture
@@ -58,7 +44,7 @@ def jupyterlab(tmp_path):
     """A ``jupyter lab`` server on a free port; yields (base URL, token, pid); stopped after,
     when none of its containers may be left."""
     _need("JupyterLab (pip install jupyterlab)", shutil.which("jupyter-lab") is not None)
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     root = tmp_path / "root"
     root.mkdir()
     config = {
@@ -98,25 +84,23 @@ def jupyterlab(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    client = docker.from_env()
-    left = client.api.containers(all=True, filters={"label": f"{LABEL}.owner"})
-    client.close()
-    assert [c["Id"][:12] for c in left if f":{proc.pid}:" in c["Labels"][f"{LABEL}.owner"]] == []
+    assert leftover_containers(pid=proc.pid) == []
 
 
 def _wait_until_up(url: str, token: str, proc) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
     request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-    while time.monotonic() < deadline:
+
+    def up() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"jupyter lab exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
-                if response.status == 200:
-                    return
+                return response.status == 200
         except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("jupyter lab did not come up")
+            return False
+
+    if not eventually_sync(up, TIMEOUT_S, every_s=0.3):
+        raise RuntimeError("jupyter lab did not come up")
 
 
 def test_jupyterlab_runs_a_cell_in_a_container(jupyterlab):

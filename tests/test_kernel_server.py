@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
-import time
-import uuid
 
 import pytest
 
-from .conftest import leftover_containers
+from .helpers import (
+    containers_left_async,
+    eventually,
+    kernel_message,
+    leftover_containers,
+    stream_text,
+    workers,
+    ws_execute,
+    ws_receive,
+    ws_wait_for_output,
+)
 
 pytestmark = pytest.mark.docker
-TIMEOUT = 60
 
 
 @pytest.fixture
@@ -26,73 +32,8 @@ def braindrill_config():
     return {"WarmPools": {"enabled": False}}
 
 
-def _message(msg_type: str, content: dict, channel: str = "shell") -> dict:
-    header = {
-        "msg_id": uuid.uuid4().hex,
-        "username": "test",
-        "session": uuid.uuid4().hex,
-        "msg_type": msg_type,
-        "version": "5.3",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    }
-    return {
-        "header": header,
-        "parent_header": {},
-        "metadata": {},
-        "content": content,
-        "channel": channel,
-        "buffers": [],
-    }
-
-
-async def ws_execute(ws, code: str, on_message=None) -> tuple[dict, list[dict]]:
-    """Run a cell over the kernel websocket; returns (execute_reply content, its iopub messages)."""
-    msg = _message("execute_request", {"code": code, "silent": False, "stop_on_error": True})
-    await ws.write_message(json.dumps(msg))
-    msg_id, reply, iopub, idle = msg["header"]["msg_id"], None, [], False
-    while reply is None or not idle:
-        received = json.loads(await asyncio.wait_for(ws.read_message(), TIMEOUT))
-        if received["parent_header"].get("msg_id") != msg_id:
-            continue
-        if received["channel"] == "shell":
-            reply = received["content"]
-        elif received["channel"] == "iopub":
-            iopub.append(received)
-            idle = received["content"].get("execution_state") == "idle"
-            if on_message is not None:
-                await on_message(received)
-    return reply, iopub
-
-
-def stdout(messages) -> str:
-    return "".join(
-        m["content"]["text"]
-        for m in messages
-        if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
-    )
-
-
 async def completed(jp_fetch) -> int:
-    workers = json.loads((await jp_fetch("braindrill", "workers")).body)["workers"]
-    return sum(w["completed"] for w in workers)
-
-
-async def eventually(check, wait_s: float = TIMEOUT):
-    """Poll the async ``check`` until it returns something true; returns its last value."""
-    deadline = time.monotonic() + wait_s
-    for _ in iter(int, 1):
-        value = await check()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.1)
-
-
-async def containers_left() -> list[str]:
-    async def none_left():
-        return not leftover_containers()
-
-    await eventually(none_left, 15)
-    return leftover_containers()
+    return sum(w["completed"] for w in (await workers(jp_fetch)).values())
 
 
 @pytest.fixture
@@ -111,7 +52,7 @@ def kernel(jp_fetch, jp_ws_fetch):
         finally:
             ws.close()
             await jp_fetch("api", "kernels", kernel_id, method="DELETE")
-        assert await containers_left() == []
+        assert await containers_left_async() == []
 
     return kernel
 
@@ -120,7 +61,7 @@ async def test_api_kernel_runs_through_the_servers_manager(jp_fetch, jp_serverap
     async with kernel() as (kernel_id, ws):
         before = await completed(jp_fetch)
         reply, messages = await ws_execute(ws, "print('hi from the server')")
-        assert reply["status"] == "ok" and stdout(messages) == "hi from the server\n"
+        assert reply["status"] == "ok" and stream_text(messages) == "hi from the server\n"
 
         async def counted():
             return await completed(jp_fetch) == before + 1
@@ -134,10 +75,10 @@ async def test_api_kernel_runs_through_the_servers_manager(jp_fetch, jp_serverap
 
 async def test_kernel_info_over_the_websocket(kernel):
     async with kernel() as (_, ws):
-        msg = _message("kernel_info_request", {})
+        msg = kernel_message("kernel_info_request", {})
         await ws.write_message(json.dumps(msg))
         while True:
-            received = json.loads(await asyncio.wait_for(ws.read_message(), TIMEOUT))
+            received = await ws_receive(ws)
             if received["msg_type"] == "kernel_info_reply":
                 break
         info = received["content"]
@@ -164,13 +105,10 @@ async def test_rest_interrupt_kills_the_running_cell(jp_fetch, kernel):
 async def test_rest_restart_mid_cell(jp_fetch, kernel):
     async with kernel() as (kernel_id, ws):
         code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
-        await ws.write_message(json.dumps(_message("execute_request", {"code": code})))
-        while True:  # restart once the cell runs in its container
-            received = json.loads(await asyncio.wait_for(ws.read_message(), TIMEOUT))
-            if received["msg_type"] == "stream" and "started" in received["content"]["text"]:
-                break
+        await ws.write_message(json.dumps(kernel_message("execute_request", {"code": code})))
+        await ws_wait_for_output(ws, "started")  # restart once the cell runs in its container
         assert leftover_containers()
         await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")
-        assert await containers_left() == []
+        assert await containers_left_async() == []
         reply, messages = await ws_execute(ws, "print('after restart')")
-        assert reply["execution_count"] == 1 and stdout(messages) == "after restart\n"
+        assert reply["execution_count"] == 1 and stream_text(messages) == "after restart\n"

@@ -10,16 +10,13 @@ import subprocess
 import sys
 import time
 
-import docker
 import pytest
 import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 
-from braindrill_ext.protocol import LABEL
-
-from .conftest import containers_left, labelled_containers
+from .helpers import containers_left, eventually_sync, labelled_containers, stream_text
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
 TIMEOUT = 60
@@ -54,14 +51,6 @@ def execute(kc, code, **kwargs):
         code, output_hook=messages.append, timeout=TIMEOUT, allow_stdin=False, **kwargs
     )
     return reply["content"], messages
-
-
-def streams(messages, name="stdout"):
-    return "".join(
-        m["content"]["text"]
-        for m in messages
-        if m["msg_type"] == "stream" and m["content"]["name"] == name
-    )
 
 
 def errors(messages):
@@ -127,7 +116,7 @@ def test_stdout_stderr_and_execution_count(start):
     _, kc = start()
     reply, msgs = execute(kc, "import sys\nprint('out')\nprint('err', file=sys.stderr)")
     assert reply["status"] == "ok" and reply["execution_count"] == 1
-    assert streams(msgs) == "out\n" and streams(msgs, "stderr") == "err\n"
+    assert stream_text(msgs) == "out\n" and stream_text(msgs, "stderr") == "err\n"
     assert [m["content"]["execution_count"] for m in msgs if m["msg_type"] == "execute_input"] == [
         1
     ]
@@ -135,10 +124,10 @@ def test_stdout_stderr_and_execution_count(start):
     assert reply["execution_count"] == 2
     reply, msgs = execute(kc, "print(3)", silent=True)
     assert reply["status"] == "ok" and reply["execution_count"] == 2
-    assert streams(msgs) == ""  # silent: no output published
+    assert stream_text(msgs) == ""  # silent: no output published
     reply, msgs = execute(kc, "x = 1")
     reply, msgs = execute(kc, "print(x)")  # a fresh container: nothing carried over
-    assert reply["status"] == "error" and "NameError" in streams(msgs, "stderr")
+    assert reply["status"] == "error" and "NameError" in stream_text(msgs, "stderr")
 
 
 def test_failed_cell_names_status_and_exit_code(start):
@@ -168,11 +157,11 @@ def test_cell_limits_cannot_pass_the_maxima(start):
     _, kc = start()
     reply, msgs = execute(kc, "%%limits timeout_s=100000\nprint(1)")
     assert reply["status"] == "error" and reply["ename"] == "InvalidRequest"
-    assert "maximum" in reply["evalue"] and streams(msgs) == ""
+    assert "maximum" in reply["evalue"] and stream_text(msgs) == ""
     reply, _ = execute(kc, "%%limits memory_mib=lots\nprint(1)")
     assert reply["ename"] == "InvalidRequest"
     reply, msgs = execute(kc, "%%limits timeout_s=5 memory_mib=128\nprint('ok')")
-    assert reply["status"] == "ok" and streams(msgs) == "ok\n"
+    assert reply["status"] == "ok" and stream_text(msgs) == "ok\n"
 
 
 def test_queued_cells_after_an_error_are_aborted(start):
@@ -181,7 +170,7 @@ def test_queued_cells_after_an_error_are_aborted(start):
     replies = [wait_reply(kc, i) for i in ids]
     assert [r["status"] for r in replies] == ["error", "aborted", "aborted"]
     reply, msgs = execute(kc, "print('runs again')")
-    assert reply["status"] == "ok" and streams(msgs) == "runs again\n"
+    assert reply["status"] == "ok" and stream_text(msgs) == "runs again\n"
     ids = [kc.execute("import sys; sys.exit(1)", stop_on_error=False), kc.execute("print(1)")]
     assert [wait_reply(kc, i)["status"] for i in ids] == ["error", "ok"]
 
@@ -189,22 +178,18 @@ def test_queued_cells_after_an_error_are_aborted(start):
 def test_empty_cell_runs_no_container(start):
     _, kc = start()
     reply, msgs = execute(kc, "  \n")
-    assert reply["status"] == "ok" and reply["execution_count"] == 1 and streams(msgs) == ""
+    assert reply["status"] == "ok" and reply["execution_count"] == 1 and stream_text(msgs) == ""
 
 
 def _running_container():
-    client = docker.from_env()
-    try:
-        owned = f":{os.getpid()}:"
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            for c in client.api.containers(filters={"label": f"{LABEL}.owner"}):
-                if owned in c["Labels"][f"{LABEL}.owner"]:
-                    return c["Id"]
-            time.sleep(0.1)
-    finally:
-        client.close()
-    raise AssertionError("no running container")
+    """The id of a running container of this process, once there is one."""
+
+    def running():
+        return next((c["Id"] for c in labelled_containers() if c["State"] == "running"), None)
+
+    found = eventually_sync(running, TIMEOUT, every_s=0.1)
+    assert found, "no running container"
+    return found
 
 
 @pytest.mark.parametrize("how", ["signal", "message"])
@@ -223,7 +208,7 @@ def test_interrupt_kills_the_container(start, how):
     assert reply["status"] == "error" and reply["ename"] == "interrupted"
     assert containers_left(0) == []  # removed before the reply was sent
     reply, msgs = execute(kc, "print('still alive')")
-    assert streams(msgs) == "still alive\n"
+    assert stream_text(msgs) == "still alive\n"
 
 
 @pytest.mark.parametrize("how", ["restart", "shutdown", "kill"])
@@ -237,7 +222,7 @@ def test_stopping_a_kernel_mid_cell_leaves_no_container(start, how):
         kc.wait_for_ready(timeout=TIMEOUT)
         assert containers_left() == []
         reply, msgs = execute(kc, "print('restarted')")
-        assert reply["execution_count"] == 1 and streams(msgs) == "restarted\n"
+        assert reply["execution_count"] == 1 and stream_text(msgs) == "restarted\n"
     else:
         km.shutdown_kernel(now=how == "kill")
         assert not km.is_alive()
@@ -287,7 +272,7 @@ def test_two_kernels_share_one_manager(start):
     km2, kc2 = start("javascript")
     assert km1.provisioner.kernel.engine is km2.provisioner.kernel.engine
     assert km1.provisioner.kernel_loop is km2.provisioner.kernel_loop
-    assert streams(execute(kc2, "console.log(6 * 7)")[1]) == "42\n"
+    assert stream_text(execute(kc2, "console.log(6 * 7)")[1]) == "42\n"
 
 
 def test_standalone_kernel_process(tmp_path):
@@ -309,7 +294,7 @@ def test_standalone_kernel_process(tmp_path):
         kc.start_channels()
         kc.wait_for_ready(timeout=TIMEOUT)
         reply, msgs = execute(kc, "print('standalone')")
-        assert reply["status"] == "ok" and streams(msgs) == "standalone\n"
+        assert reply["status"] == "ok" and stream_text(msgs) == "standalone\n"
         kc.shutdown()
         assert proc.wait(timeout=TIMEOUT) == 0
         kc.stop_channels()

@@ -4,9 +4,7 @@ main.py` gives the same output, exit code and status."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
 
 import pytest
 
@@ -14,7 +12,7 @@ from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.execution import Execution, Limits
 from braindrill_ext.sandbox import STOP_WAIT_S
 
-from .conftest import leftover_containers
+from .helpers import eventually, leftover_containers
 
 pytestmark = pytest.mark.docker
 
@@ -139,9 +137,6 @@ async def test_a_stolen_token_only_ends_the_programs_own_run(manager):
     # ...and it does not get to run on: its container is stopped and removed (the slot held
     # until then) within STOP_WAIT_S of the forged report, long before its 60 s sleep or limit.
     host = manager.workers[0]
-    deadline = time.monotonic() + STOP_WAIT_S + 10
-    for _ in iter(int, 1):
-        if not (host.running or leftover_containers(include_pooled=False)):
-            break
-        assert time.monotonic() < deadline, "the forging program's container is still there"
-        await asyncio.sleep(0.2)
+    assert await eventually(
+        lambda: not (host.running or leftover_containers(include_pooled=False)), STOP_WAIT_S + 10
+    ), "the forging program's container is still there"

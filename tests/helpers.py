@@ -1,0 +1,181 @@
+"""Plain helpers shared by the test modules (the fixtures are in ``conftest.py``; the worker-host
+engines in ``hosts.py``). One copy each: the poll loop, CI detection and the skip-or-fail rule, a
+free port, the labelled containers of a process, a kernel's websocket, ``/braindrill/workers``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+import json
+import os
+import socket
+import time
+import uuid
+
+import docker
+import pytest
+
+from braindrill_ext.protocol import OWNER, POOLED
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TIMEOUT = 60  # the longest wait for one message or one condition
+
+
+# -- what a test needs ---------------------------------------------------------------------------
+def require(problem: str | None) -> None:
+    """Nothing when ``problem`` is None; else skip the test locally and FAIL it under CI=true, so
+    that a broken CI machine cannot pass by skipping. ``problem`` says what is missing."""
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and this test cannot run: {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- waiting for a condition ---------------------------------------------------------------------
+def eventually_sync(check, timeout_s: float = TIMEOUT, every_s: float = 0.2):
+    """Call ``check()`` until it returns something true, at most ``timeout_s`` (once more after
+    the deadline); returns its last value, so that the caller asserts it: ``assert
+    eventually_sync(lambda: ...)``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every_s)
+
+
+async def eventually(check, timeout_s: float = TIMEOUT, every_s: float = 0.2):
+    """``eventually_sync`` on the event loop: ``check()`` may return a value or an awaitable."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(every_s)
+
+
+# -- containers ----------------------------------------------------------------------------------
+def labelled_containers(pid: int | None = None) -> list[dict]:
+    """The containers (Docker's list entries) that process ``pid`` (default: this one) made."""
+    client = docker.from_env()
+    try:
+        containers = client.api.containers(all=True, filters={"label": OWNER})
+    finally:
+        client.close()
+    owned = f":{pid or os.getpid()}:"
+    return [c for c in containers if owned in c["Labels"][OWNER]]
+
+
+def leftover_containers(include_pooled: bool = True, pid: int | None = None) -> list[str]:
+    """Short ids of the labelled containers that process ``pid`` (default: this test process)
+    created and that still exist (with or without the warm containers a running server
+    legitimately keeps)."""
+    return [
+        c["Id"][:12]
+        for c in labelled_containers(pid)
+        if include_pooled or c["Labels"].get(POOLED) != "1"
+    ]
+
+
+def containers_left(wait_s: float = 15.0) -> list[str]:
+    """This process's containers still there after ``wait_s`` (the engine removes a finished
+    cell's container just after returning its result; an interrupted one before)."""
+    eventually_sync(lambda: not leftover_containers(), wait_s)
+    return leftover_containers()
+
+
+async def containers_left_async(wait_s: float = 15.0) -> list[str]:
+    """``containers_left`` for a test on the server's own event loop (which must go on running
+    to remove them)."""
+    await eventually(lambda: not leftover_containers(), wait_s)
+    return leftover_containers()
+
+
+# -- GET /braindrill/workers ---------------------------------------------------------------------
+async def workers(jp_fetch) -> dict[str, dict]:
+    """The worker hosts of ``GET /braindrill/workers``, by name, in the server's order."""
+    response = await jp_fetch("braindrill", "workers")
+    return {w["name"]: w for w in json.loads(response.body)["workers"]}
+
+
+# -- a kernel over its websocket (as JupyterLab drives it) ---------------------------------------
+def kernel_message(msg_type: str, content: dict, channel: str = "shell") -> dict:
+    """A Jupyter message for the kernel websocket's JSON protocol."""
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "username": "test",
+        "session": uuid.uuid4().hex,
+        "msg_type": msg_type,
+        "version": "5.3",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    return {
+        "header": header,
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "channel": channel,
+        "buffers": [],
+    }
+
+
+async def ws_receive(ws) -> dict:
+    """The next message from a kernel websocket."""
+    raw = await asyncio.wait_for(ws.read_message(), TIMEOUT)
+    assert raw is not None, "the kernel websocket closed"
+    return json.loads(raw)
+
+
+async def ws_execute_timed(ws, code: str, on_message=None):
+    """Run a cell over the kernel websocket. Returns (execute_reply content, the time it arrived,
+    [(arrival time, iopub message)]); ``on_message`` is awaited for each iopub message."""
+    msg = kernel_message("execute_request", {"code": code, "silent": False, "stop_on_error": True})
+    await ws.write_message(json.dumps(msg))
+    msg_id, reply, reply_at, iopub, idle = msg["header"]["msg_id"], None, None, [], False
+    while reply is None or not idle:
+        received = await ws_receive(ws)
+        at = time.monotonic()
+        if received["parent_header"].get("msg_id") != msg_id:
+            continue
+        if received["channel"] == "shell":
+            reply, reply_at = received["content"], at
+        elif received["channel"] == "iopub":
+            iopub.append((at, received))
+            idle = received["content"].get("execution_state") == "idle"
+            if on_message is not None:
+                await on_message(received)
+    return reply, reply_at, iopub
+
+
+async def ws_execute(ws, code: str, on_message=None) -> tuple[dict, list[dict]]:
+    """Run a cell over the kernel websocket; returns (execute_reply content, its iopub messages)."""
+    reply, _, iopub = await ws_execute_timed(ws, code, on_message)
+    return reply, [m for _, m in iopub]
+
+
+async def ws_wait_for_output(ws, text: str) -> None:
+    """Read the websocket until a stream message contains ``text`` (a cell has started)."""
+    while True:
+        received = await ws_receive(ws)
+        if received["msg_type"] == "stream" and text in received["content"]["text"]:
+            return
+
+
+def stream_text(messages, name: str = "stdout") -> str:
+    """The text of the ``name`` stream messages among ``messages`` (iopub, any transport)."""
+    return "".join(
+        m["content"]["text"]
+        for m in messages
+        if m["msg_type"] == "stream" and m["content"]["name"] == name
+    )
