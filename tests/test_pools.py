@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import docker
 import pytest
 
-from .conftest import labelled_containers
-from .test_kernel_server import stdout, ws_execute
+from braindrill_ext.protocol import POOLED
+
+from .helpers import eventually, labelled_containers, stream_text, workers, ws_execute
 
 pytestmark = pytest.mark.docker
 
@@ -24,18 +26,8 @@ PROBE = (
 
 
 async def pool_status(jp_fetch, language="python") -> dict:
-    workers = json.loads((await jp_fetch("braindrill", "workers")).body)["workers"]
-    return workers[0]["pool"].get(language, {})
-
-
-async def wait_for(predicate, timeout=20.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.2)
-    return False
+    first = next(iter((await workers(jp_fetch)).values()))
+    return first["pool"].get(language, {})
 
 
 class TestWarm:
@@ -47,7 +39,7 @@ class TestWarm:
         }
 
     async def test_fresh_and_single_use(self, run, jp_fetch):
-        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
         results = [await run("python", PROBE) for _ in range(4)]
         results += await asyncio.gather(*(run("python", PROBE) for _ in range(12)))
         seen = [r["stdout"].split() for r in results]
@@ -60,16 +52,16 @@ class TestWarm:
         assert status["hits"] >= 2
 
     async def test_refill_after_use(self, run, jp_fetch):
-        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
         before = await pool_status(jp_fetch)
         result = await run("python", "print('warm')")
         assert result["stdout"] == "warm\n"
         after = await pool_status(jp_fetch)
         assert after["hits"] == before["hits"] + 1
-        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
 
     async def test_kernel_cells_take_warm_containers(self, jp_fetch, jp_ws_fetch):
-        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
         before = await pool_status(jp_fetch)
         body = json.dumps({"name": "braindrill-python"})
         kernel_id = json.loads((await jp_fetch("api", "kernels", method="POST", body=body)).body)[
@@ -81,7 +73,7 @@ class TestWarm:
             for _ in range(2):
                 reply, messages = await ws_execute(ws, PROBE)
                 assert reply["status"] == "ok", reply
-                seen.append(stdout(messages).split())
+                seen.append(stream_text(messages).split())
         finally:
             ws.close()
             await jp_fetch("api", "kernels", kernel_id, method="DELETE")
@@ -90,16 +82,32 @@ class TestWarm:
         assert (await pool_status(jp_fetch))["hits"] == before["hits"] + 2
 
     async def test_deadline_counts_from_delivery(self, run, jp_fetch):
-        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
-        await asyncio.sleep(6)  # the warm container waited longer than the whole timeout...
-        result = await run(
-            "python", "import time; time.sleep(0.5); print('in time')", limits={"timeout_s": 5}
-        )  # ...and its program still gets its 5 s
+        assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
+        warm = _warm_containers_created()
+
+        def waited_past_the_timeout():  # the warm containers waited longer than the timeout...
+            return all(_age_s(created) > 6 for created in warm.values())
+
+        assert await eventually(waited_past_the_timeout, 20)
+        before = await pool_status(jp_fetch)
+        code = (
+            "import socket, sys, time\nprint(socket.gethostname(), file=sys.stderr)\n"
+            "time.sleep(0.5)\nprint('in time')"
+        )
+        requested = time.time()
+        result = await run("python", code, limits={"timeout_s": 5})
+        # ...and its program still gets its 5 s
         assert result["status"] == "ok", result
         assert result["stdout"] == "in time\n"
+        # Served warm: a pool hit, by one of the containers that had waited (its hostname is its
+        # short id), created more than the timeout before the request.
+        assert (await pool_status(jp_fetch))["hits"] == before["hits"] + 1
+        served = [cid for cid in warm if cid.startswith(result["stderr"].strip())]
+        assert len(served) == 1, (result["stderr"], warm)
+        assert _age_s(warm[served[0]], requested) > 5
 
     async def test_stale_warm_container_falls_back_to_cold(self, run, jp_fetch):
-        assert await wait_for(lambda: _ready_at_least(jp_fetch, 2))
+        assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
         client = docker.from_env()
         try:
             for cid in _warm_containers():
@@ -123,8 +131,8 @@ class TestShrink:
         await asyncio.gather(*(run("python", "print(1)") for _ in range(3)))
         status = await pool_status(jp_fetch)
         assert status["misses"] >= 1 and status["target"] >= 1
-        assert await wait_for(lambda: _target_is(jp_fetch, 0), timeout=15)
-        assert await wait_for(lambda: _ready_is(jp_fetch, 0), timeout=15)
+        assert await eventually(lambda: _target_is(jp_fetch, 0), 15)
+        assert await eventually(lambda: _ready_is(jp_fetch, 0), 15)
 
 
 class TestTimeToLive:
@@ -136,7 +144,7 @@ class TestTimeToLive:
         }
 
     async def test_idle_warm_container_is_replaced_after_its_ttl(self, run, jp_fetch):
-        assert await wait_for(lambda: _ready_is(jp_fetch, 1))
+        assert await eventually(lambda: _ready_is(jp_fetch, 1), 20)
         first = _warm_containers()
         assert len(first) == 1
 
@@ -144,7 +152,7 @@ class TestTimeToLive:
             now = _warm_containers()
             return len(now) == 1 and not now & first and await _ready_is(jp_fetch, 1)
 
-        assert await wait_for(replaced, timeout=15)  # the old one removed, a new one warm
+        assert await eventually(replaced, 15)  # the old one removed, a new one warm
         result = await run("python", "print('after the ttl')")
         assert result["status"] == "ok" and result["stdout"] == "after the ttl\n"
         assert (await pool_status(jp_fetch))["hits"] == 1
@@ -176,7 +184,7 @@ class TestMissingImage:
         async def has_error():
             return bool((await pool_status(jp_fetch, "ruby")).get("last_error"))
 
-        assert await wait_for(has_error)
+        assert await eventually(has_error, 20)
         assert "no-such-image" in (await pool_status(jp_fetch, "ruby"))["last_error"]
         # Other languages are unaffected.
         assert (await run("python", "print('ok')"))["status"] == "ok"
@@ -195,12 +203,24 @@ class TestMemoryBudget:
             "WarmPools": {"languages": {"python": {"min": 3, "max": 3}}},
         }
 
-    async def test_pool_fills_only_within_the_budget(self, run, jp_fetch):
-        assert await wait_for(lambda: _ready_is(jp_fetch, 2))
-        await asyncio.sleep(1)  # three maintenance runs: still two (a third would not fit)
+    async def test_pool_fills_only_within_the_budget(
+        self, run, jp_fetch, jp_serverapp, monkeypatch
+    ):
+        assert await eventually(lambda: _ready_is(jp_fetch, 2), 20)
+        pools = jp_serverapp.web_app.settings["braindrill_engine"].host_pools["local"]
+        runs, maintain = [], pools.maintain
+
+        async def counted(languages):
+            await maintain(languages)
+            runs.append(time.monotonic())
+
+        monkeypatch.setattr(pools, "maintain", counted)
+        assert await eventually(lambda: len(runs) >= 3, 20, every_s=0.05)
+        # three maintenance runs: still two (a third would not fit), and none being made
         assert (await pool_status(jp_fetch))["ready"] == 2
-        workers = json.loads((await jp_fetch("braindrill", "workers")).body)["workers"]
-        assert workers[0]["memory_mib"] == 600 and workers[0]["memory_reserved_mib"] == 0
+        assert pools.pools["python"].filling == 0
+        local = (await workers(jp_fetch))["local"]
+        assert local["memory_mib"] == 600 and local["memory_reserved_mib"] == 0
 
     async def test_executions_share_the_budget(self, run, jp_fetch):
         code = "import time\nprint(time.time())\ntime.sleep(1)\nprint(time.time())"
@@ -225,7 +245,17 @@ class TestMemoryBudget:
 
 def _warm_containers() -> set[str]:
     """Ids of this test process's warm containers."""
-    return {c["Id"] for c in labelled_containers() if c["Labels"].get("braindrill.pooled") == "1"}
+    return set(_warm_containers_created())
+
+
+def _warm_containers_created() -> dict[str, int]:
+    """This test process's warm containers: id → when Docker created it (whole epoch seconds)."""
+    return {c["Id"]: c["Created"] for c in labelled_containers() if c["Labels"].get(POOLED) == "1"}
+
+
+def _age_s(created: int, now: float | None = None) -> float:
+    """How long ago at least (Docker's creation time is rounded down to the second)."""
+    return (time.time() if now is None else now) - (created + 1)
 
 
 async def _ready_at_least(jp_fetch, n):

@@ -1,4 +1,5 @@
-"""Saturation and engine failures become 503 with Retry-After."""
+"""Saturation and engine failures become 503 with Retry-After (an engine that does not answer
+needs no Docker Engine to test)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,23 @@ import json
 import pytest
 from tornado.httpclient import HTTPClientError
 
-pytestmark = pytest.mark.docker
+from .helpers import eventually
 
 
+async def engine_state(jp_fetch) -> tuple[int, int]:
+    """(programs running, requests queued) from ``GET /braindrill/workers``."""
+    state = json.loads((await jp_fetch("braindrill", "workers")).body)
+    return sum(w["running"] for w in state["workers"]), state["queued"]
+
+
+def is_state(jp_fetch, running: int, queued: int):
+    async def check():
+        return await engine_state(jp_fetch) == (running, queued)
+
+    return check
+
+
+@pytest.mark.docker
 class TestQueueFull:
     @pytest.fixture
     def braindrill_config(self):
@@ -19,9 +34,9 @@ class TestQueueFull:
     async def test_full_queue_is_503_with_retry_after(self, jp_fetch):
         slow = "import time; time.sleep(2); print('done')"
         first = asyncio.ensure_future(jp_fetch("lang", "python", method="POST", body=slow))
-        await asyncio.sleep(0.3)
+        assert await eventually(is_state(jp_fetch, 1, 0), 20, every_s=0.05)  # the slot taken
         second = asyncio.ensure_future(jp_fetch("lang", "python", method="POST", body=slow))
-        await asyncio.sleep(0.3)
+        assert await eventually(is_state(jp_fetch, 1, 1), 20, every_s=0.05)  # the queue full
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch("lang", "python", method="POST", body="print(1)")
         assert e.value.code == 503
@@ -32,6 +47,7 @@ class TestQueueFull:
             assert json.loads(response.body)["stdout"] == "done\n"
 
 
+@pytest.mark.docker
 class TestQueueWait:
     @pytest.fixture
     def braindrill_config(self):
@@ -41,7 +57,7 @@ class TestQueueWait:
         slow = asyncio.ensure_future(
             jp_fetch("lang", "python", method="POST", body="import time; time.sleep(2)")
         )
-        await asyncio.sleep(0.3)
+        assert await eventually(is_state(jp_fetch, 1, 0), 20, every_s=0.05)  # the slot taken
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch("lang", "python", method="POST", body="print(1)")
         assert e.value.code == 503
