@@ -7,14 +7,13 @@ stopped by the compile limits. Then the compile-phase memory limit, separate fro
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
-pytestmark = pytest.mark.docker
+from .helpers import eventually, workers
 
 HELLO = "hello, world\n"
 STDIN = "braindrill\n"
@@ -155,6 +154,7 @@ def run(jp_fetch):
     return run
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("language", list(LANGUAGES))
 async def test_hello_world(run, language):
     result = await run(language, LANGUAGES[language]["hello"])
@@ -162,12 +162,14 @@ async def test_hello_world(run, language):
     assert result["language"] == language
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("language", list(LANGUAGES))
 async def test_stdin(run, language):
     result = await run(language, LANGUAGES[language]["stdin"], stdin=STDIN)
     assert (result["status"], result["stdout"]) == ("ok", GREETING), result
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("language", list(LANGUAGES))
 async def test_runtime_error_reports_the_programs_exit_code(run, language):
     result = await run(language, LANGUAGES[language]["error"])
@@ -175,6 +177,7 @@ async def test_runtime_error_reports_the_programs_exit_code(run, language):
     assert result["stderr"].strip() == "boom"
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("language", _with("compile_error"))
 async def test_compile_error(run, language):
     code, fragment = LANGUAGES[language]["compile_error"]
@@ -185,6 +188,7 @@ async def test_compile_error(run, language):
     assert result["stdout"] == ""  # the run step was skipped
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("language", _with("warning"))
 async def test_warning_does_not_turn_success_into_an_error(run, language):
     code, fragment = LANGUAGES[language]["warning"]
@@ -193,6 +197,7 @@ async def test_warning_does_not_turn_success_into_an_error(run, language):
     assert fragment in result["compile_output"]
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("language", _with("bomb"))
 async def test_compile_time_bomb_is_stopped_by_the_compile_time_limit(run, language):
     # Memory is generous here so that the time limit is the one that stops the compiler.
@@ -216,6 +221,7 @@ CPP_ALLOCATES_256_MIB = (
 )
 
 
+@pytest.mark.docker
 async def test_compiler_out_of_memory_is_a_clear_compile_error(run):
     limits = {"compile_memory_mib": 100, "memory_mib": 512, "compile_timeout_s": 60}
     result = await run("c", C_MEMORY_BOMB, limits=limits)
@@ -223,6 +229,7 @@ async def test_compiler_out_of_memory_is_a_clear_compile_error(run):
     assert result["message"] == "the compiler ran out of memory (compile_memory_mib=100)"
 
 
+@pytest.mark.docker
 async def test_run_memory_is_separate_from_compile_memory(run):
     # g++ needs more than 48 MiB for this program: it compiles under the compile limit, and the
     # program is then held to the run limit.
@@ -233,6 +240,7 @@ async def test_run_memory_is_separate_from_compile_memory(run):
     assert (result["status"], result["stdout"]) == ("ok", "1\n"), result
 
 
+@pytest.mark.docker
 async def test_compile_output_larger_than_the_run_memory_is_refused_as_oom(run):
     # The 40 MiB binary in /work (tmpfs, charged as memory) cannot fit under an 8 MiB run limit.
     code = (
@@ -257,6 +265,7 @@ async def test_compile_memory_above_the_maximum_is_refused(jp_fetch):
     assert "compile_memory_mib" in e.value.response.body.decode()
 
 
+@pytest.mark.docker
 async def test_languages_are_listed_with_their_version(jp_fetch):
     response = await jp_fetch("lang", request_timeout=REQUEST_TIMEOUT_S)
     listed = {lang["name"] for lang in json.loads(response.body)["languages"]}
@@ -271,6 +280,7 @@ async def test_languages_are_listed_with_their_version(jp_fetch):
         assert "compile_memory_mib" in info["limits"]
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize(
     ("alias", "language"),
     [("c++", "cpp"), ("golang", "go"), ("rs", "rust"), ("sh", "bash"), ("ts", "typescript")],
@@ -280,16 +290,17 @@ async def test_aliases(run, alias, language):
     assert (result["language"], result["stdout"]) == (language, HELLO), result
 
 
+@pytest.mark.docker
 async def test_compiled_language_after_its_version_probe(run, jp_fetch):
     # The version probe runs the language without its compile step; a warm container prepared
     # after it must still run the compile step and its protocol (no raw report in stderr).
     await jp_fetch("lang", "c", "info", request_timeout=REQUEST_TIMEOUT_S)
-    for _ in range(150):
-        response = await jp_fetch("braindrill", "workers")
-        pools = json.loads(response.body)["workers"][0].get("pool", {})
-        if pools.get("c", {}).get("ready"):
-            break
-        await asyncio.sleep(0.2)
+
+    async def c_warm():
+        local = next(iter((await workers(jp_fetch)).values()))
+        return local.get("pool", {}).get("c", {}).get("ready")
+
+    await eventually(c_warm, 30)  # a warm container of c, if its pool makes one
     code, fragment = LANGUAGES["c"]["warning"]
     result = await run("c", code)
     assert (result["status"], result["exit_code"], result["stderr"]) == ("ok", 0, ""), result
