@@ -7,18 +7,20 @@ for a plain script or a standalone kernel — and handed down to the REST handle
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
 import uuid
 
 import docker
-from traitlets import Dict, Float, Instance, Integer, List, Unicode, default, validate
+from traitlets import Dict, Float, Instance, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from . import metrics, protocol
-from .errors import HostUnavailable, ImageMissing
+from .errors import BraindrillError, HostUnavailable, ImageMissing
 from .execution import Execution, Result, Status
+from .fairness import UserLimits
 from .hostspec import check_host_spec, make_client
 from .languages import Language, LanguageRegistry
 from .limits import LimitsPolicy
@@ -83,6 +85,12 @@ class ExecutionEngine(LoggingConfigurable):
         help="Name of this master in container labels (default: the "
         "host name). Masters sharing worker hosts need distinct names.",
     )
+    audit_format = Unicode(
+        "text",
+        config=True,
+        help="The audit line of each execution (at info level): 'text' (key=value pairs) or "
+        "'json' (one JSON object a line, for log collectors).",
+    )
     pool_interval_s = Float(
         5.0, config=True, help="Seconds between warm-pool upkeep runs (TTL, shrink, refill)."
     )
@@ -91,6 +99,7 @@ class ExecutionEngine(LoggingConfigurable):
     pools = Instance(WarmPools)
     registry = Instance(LanguageRegistry)
     versions = Instance(ImageVersions)
+    fairness = Instance(UserLimits)
 
     @classmethod
     def section_names(cls) -> list[str]:
@@ -113,6 +122,16 @@ class ExecutionEngine(LoggingConfigurable):
     @default("registry")
     def _default_registry(self):
         return LanguageRegistry.from_kernelspecs()
+
+    @default("fairness")
+    def _default_fairness(self):
+        return UserLimits(parent=self)
+
+    @validate("audit_format")
+    def _check_audit_format(self, proposal):
+        if proposal["value"] not in ("text", "json"):
+            raise TraitError(f"audit_format must be 'text' or 'json', not {proposal['value']!r}")
+        return proposal["value"]
 
     @default("versions")
     def _default_versions(self):
@@ -254,11 +273,25 @@ class ExecutionEngine(LoggingConfigurable):
 
         ``on_output(kind, value)`` is called on the loop as the program writes: ``("stdout",
         text)``, ``("stderr", text)``, ``("output", a Jupyter output dict)``. Raises
-        ``NoCapacity`` when the queue is full or the wait runs out, and ``HostUnavailable`` when
-        no host could start it. Cancelling the task kills and removes the container. The
-        container is removed after the result is returned; its slot is held until then.
+        ``TooManyRequests`` when its user is past a per-user limit, ``NoCapacity`` when the queue
+        is full or the wait runs out, and ``HostUnavailable`` when no host could start it.
+        Cancelling the task kills and removes the container. The container is removed after the
+        result is returned; its slot is held until then. Every execution gets an audit line.
         """
         queued_at = time.monotonic()
+        try:
+            with self.fairness.admit(execution.user):
+                result, container = await self._place(execution, on_output)
+        except BraindrillError as e:
+            self._audit(execution, None, time.monotonic() - queued_at, refused=e)
+            raise
+        result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
+        metrics.record(result, time.monotonic() - queued_at)
+        self._audit(execution, result, time.monotonic() - queued_at, container=container)
+        return result
+
+    async def _place(self, execution: Execution, on_output) -> tuple[Result, str | None]:
+        """Run on the first host that can start it; returns the result and its container id."""
         tried: set[str] = set()
         while True:
             host = await self.scheduler.acquire(exclude=tried, memory_mib=execution.memory_mib)
@@ -280,10 +313,30 @@ class ExecutionEngine(LoggingConfigurable):
                 raise
             if result.status is Status.WORKER_LOST:
                 self._host_failed(host, result.message)
+            container = sandbox.container_id
             self._spawn(self._clean_up(host, sandbox, execution))
-            result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
-            metrics.record(result, time.monotonic() - queued_at)
-            return result
+            return result, container
+
+    def _audit(self, execution, result, seconds: float, container=None, refused=None) -> None:
+        """One line per execution at info level: who, what, how it ended, where, how long."""
+        line = {
+            "event": "execution",
+            "id": execution.id,
+            "user": execution.user,
+            "language": execution.language.name,
+            "status": result.status.value if result else "refused",
+            "exit_code": result.exit_code if result else None,
+            "duration_ms": round(result.duration_ms) if result else None,
+            "queued_ms": round(result.queued_ms) if result else round(seconds * 1000),
+            "host": result.worker if result else None,
+            "container": container[:12] if container else None,
+        }
+        if refused is not None:
+            line["refused"] = f"{type(refused).__name__}: {refused}"
+        if self.audit_format == "json":
+            self.log.info("%s", json.dumps(line))
+        else:
+            self.log.info("braindrill %s", " ".join(f"{k}={_quoted(v)}" for k, v in line.items()))
 
     def _host_failed(self, host: WorkerHost, reason: str) -> None:
         """A call for an execution failed on ``host``: out of scheduling until a ping answers."""
@@ -373,4 +426,10 @@ class ExecutionEngine(LoggingConfigurable):
             "",
             self.limits.defaults(language),
             warm=False,
+            user="braindrill:version-probe",  # the engine's own, in the audit lines
         )
+
+
+def _quoted(value) -> str:
+    text = "-" if value is None else str(value)
+    return json.dumps(text) if (" " in text or '"' in text or not text) else text

@@ -39,6 +39,14 @@ class NoCapacity(BraindrillError):
         super().__init__(message)
 
 
+class TooManyRequests(BraindrillError):
+    """The user is past a per-user limit (concurrent executions or rate)."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class HostUnavailable(BraindrillError):
     """A worker host's Docker Engine does not answer, or refused to create or start a sandbox.
 

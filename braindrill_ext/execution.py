@@ -51,6 +51,7 @@ class Execution:
     interactive: bool = False
     execution_count: int = 0  # the cell's number, for its execute_result
     warm: bool = True  # may take a warm container (False: a cold one, e.g. a version probe)
+    user: str = ""  # who asked: the Jupyter user of a REST request, the kernel of a cell
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property

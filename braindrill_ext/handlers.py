@@ -17,6 +17,7 @@ from .errors import (
     InvalidRequest,
     NoCapacity,
     PayloadTooLarge,
+    TooManyRequests,
     UnknownLanguage,
 )
 from .validation import make_execution, parse_body
@@ -36,7 +37,7 @@ class BraindrillHandler(APIHandler):
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         cause = getattr(exc, "__cause__", None)
-        if isinstance(cause, NoCapacity):
+        if isinstance(cause, (NoCapacity, TooManyRequests)):
             self.set_header("Retry-After", str(cause.retry_after))
         elif isinstance(cause, HostUnavailable):
             self.set_header("Retry-After", str(HOST_RETRY_AFTER_S))
@@ -50,6 +51,8 @@ class BraindrillHandler(APIHandler):
             return web.HTTPError(413, str(e))
         if isinstance(e, InvalidRequest):
             return web.HTTPError(400, str(e))
+        if isinstance(e, TooManyRequests):
+            return web.HTTPError(429, str(e))  # write_error adds Retry-After
         if isinstance(e, (HostUnavailable, NoCapacity)):
             return web.HTTPError(503, str(e))  # write_error adds Retry-After
         raise e
@@ -87,7 +90,13 @@ class ExecutionHandler(BraindrillHandler):
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         try:
             fields = parse_body(self.request.body, ctype, self.engine.limits)
-            execution = make_execution(self.engine.registry, self.engine.limits, language, **fields)
+            execution = make_execution(
+                self.engine.registry,
+                self.engine.limits,
+                language,
+                **fields,
+                user=self.current_user.username,
+            )
         except (UnknownLanguage, InvalidRequest, PayloadTooLarge) as e:
             raise self.engine_error(e) from e
         fmt = self._response_format()
@@ -102,7 +111,7 @@ class ExecutionHandler(BraindrillHandler):
         except asyncio.CancelledError:
             self.log.info("client went away; execution %s cancelled", execution.id)
             return
-        except (NoCapacity, HostUnavailable) as e:
+        except (NoCapacity, HostUnavailable, TooManyRequests) as e:
             if fmt == "events" and self._headers_written:
                 self._send_event("error", {"message": str(e)})
                 return self.finish()
@@ -165,9 +174,29 @@ class WorkersHandler(BraindrillHandler):
         self.finish(json.dumps(views.workers_model(self.engine)))
 
 
+class OpenAPIHandler(BraindrillHandler):
+    """GET /braindrill/openapi.json: the OpenAPI 3.1 description of this API, the package's
+    ``openapi.json`` (the one copy; tests/test_openapi.py keeps it true) with its server URL set to
+    this server's base_url."""
+
+    _document: str | None = None  # the file's text, read once
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        if OpenAPIHandler._document is None:
+            from importlib.resources import files
+
+            OpenAPIHandler._document = files(__package__).joinpath("openapi.json").read_text()
+        document = json.loads(OpenAPIHandler._document)
+        document["servers"] = [{"url": self.base_url, "description": "This server's base_url."}]
+        self.finish(json.dumps(document))
+
+
 default_handlers = [
     (r"/lang/?", LanguagesHandler),
     (r"/lang/([^/]+)/info", LanguagesHandler),
     (r"/lang/([^/]+)", ExecutionHandler),
     (r"/braindrill/workers", WorkersHandler),
+    (r"/braindrill/openapi\.json", OpenAPIHandler),
 ]

@@ -88,6 +88,7 @@ def make_execution(
     limits=None,
     interactive=False,
     execution_count=0,
+    user="",
 ) -> Execution:
     """Check one request and make its Execution. Raises UnknownLanguage, InvalidRequest or
     PayloadTooLarge. Used by the REST handlers and the kernels alike."""
@@ -120,6 +121,7 @@ def make_execution(
         files,
         interactive=interactive,
         execution_count=execution_count,
+        user=user,
     )
 
 

@@ -21,7 +21,7 @@ from jupyter_client._version import protocol_version
 from jupyter_client.session import Session
 
 from .. import __version__
-from ..errors import BraindrillError, HostUnavailable, NoCapacity
+from ..errors import BraindrillError, HostUnavailable, NoCapacity, TooManyRequests
 from ..execution import Status
 from ..languages import Language
 from ..validation import make_execution, split_limits
@@ -297,7 +297,8 @@ class BraindrillKernel:
         count = self.execution_count
         if not silent:
             self._publish("execute_input", {"code": code, "execution_count": count}, msg)
-        reply = await self._run_cell(code, msg, silent, count)
+        user = msg["header"].get("username") or "kernel"
+        reply = await self._run_cell(code, msg, silent, count, user)
         if reply["status"] == "error" and not silent:
             error = {k: reply[k] for k in ("ename", "evalue", "traceback")}
             self._publish("error", error, msg)
@@ -310,7 +311,7 @@ class BraindrillKernel:
         self._reply(sock, ident, msg, reply, metadata={"status": reply["status"]})
         return queued
 
-    async def _run_cell(self, code: str, msg, silent: bool, count: int) -> dict:
+    async def _run_cell(self, code: str, msg, silent: bool, count: int, user: str) -> dict:
         """Run one cell in a fresh container; returns the reply's status fields."""
         try:
             limits, code = split_limits(code)
@@ -324,6 +325,7 @@ class BraindrillKernel:
                 limits=limits,
                 interactive=True,
                 execution_count=count,
+                user=user,
             )
         except BraindrillError as e:
             return refused_content(e)
@@ -349,7 +351,7 @@ class BraindrillKernel:
             if not self._interrupted or not self._cell.cancelled():
                 raise
             return interrupted_content()
-        except (NoCapacity, HostUnavailable) as e:
+        except (NoCapacity, HostUnavailable, TooManyRequests) as e:
             return refused_content(e)
         finally:
             self._cell = None
