@@ -38,6 +38,9 @@ class Language:
     # The interpreter started with the container, before the code arrives (argv, then the source
     # file name): it runs the payload itself instead of the bootstrap. Interpreted languages only.
     prestart: tuple[str, ...] | None = None
+    # Modules the prestarted interpreter imports before the code arrives (after the source file
+    # in its argv), so that a cell importing them costs nothing.
+    preload: tuple[str, ...] = ()
 
     def variant(self, **changes) -> Language:
         """The same runtime with other fields (the version probe runs ``version_command``)."""
@@ -56,11 +59,12 @@ class Language:
     def from_kernelspec(cls, kernel_name: str, spec) -> Language:
         meta = spec.metadata["braindrill"]
         compile_cmd = meta.get("compile")
-        prestart = meta.get("prestart")
+        prestart, preload = meta.get("prestart"), ()
         if prestart:
             if compile_cmd:
                 raise ValueError(f"{kernel_name}: a compiled language cannot have a prestart")
             script = CONTAINER.joinpath(prestart["script"]).read_text()
+            preload = tuple(prestart.get("preload", ()))
             prestart = (*prestart["argv"], script)
         return cls(
             name=kernel_name.removeprefix(KERNEL_PREFIX),
@@ -77,6 +81,7 @@ class Language:
             network=bool(meta.get("network", False)),
             resource_dir=spec.resource_dir,
             prestart=prestart or None,
+            preload=preload,
         )
 
 

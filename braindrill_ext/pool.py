@@ -119,6 +119,8 @@ class HostPool:
         if not execution.warm:
             return None
         pool = self._pool(lang)
+        if pool.language != lang:  # a variant (another run command, no prestart): go cold
+            return None
         pool.last_used = time.monotonic()
         if any(
             getattr(execution.limits, k, None) != getattr(pool.limits, k, None)

@@ -9,18 +9,30 @@ evaluated, unpickled or run. What passes is a fresh dict with the known fields o
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 
 DATA_OUTPUTS = ("display_data", "update_display_data", "execute_result")
 OUTPUT_TYPES = (*DATA_OUTPUTS, "error", "clear_output")
-MIME_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$", re.I)
+MIME_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", re.I)
 BINARY_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")  # base64 text in .ipynb
 
 
 class BadRecord(ValueError):
     """A record that is not a well-formed output; it is dropped and the reason is shown."""
+
+
+class NotJSON(BadRecord):
+    """A base64-encoded value of a JSON type that is text but not JSON."""
+
+    def __init__(self, mime: str, text: str):
+        self.text = text
+        super().__init__(f"the {mime} value is not JSON")
+
+
+def _b64decode(value: str) -> bytes:
+    """Strict base64, but for line breaks (.ipynb data and IPython's encoder have them)."""
+    return base64.b64decode(value.replace("\n", "").replace("\r", ""), validate=True)
 
 
 def parse(raw: bytes) -> dict:
@@ -49,9 +61,12 @@ def _data_output(kind: str, record: dict) -> dict:
     )
     checked = {}
     for mime, value in data.items():
-        if not isinstance(mime, str) or not MIME_RE.match(mime):
+        if not isinstance(mime, str) or not MIME_RE.fullmatch(mime):
             raise BadRecord(f"{mime!r} is not a MIME type")
-        checked[mime] = _value(mime, value, encoded)
+        try:
+            checked[mime] = _value(mime, value, encoded)
+        except NotJSON as e:  # a display file named .json that is not JSON: show its text
+            checked.setdefault("text/plain", e.text)
     metadata = {k: v for k, v in metadata.items() if k != "braindrill"}
     output = {"output_type": kind, "data": checked, "metadata": metadata}
     transient = _typed(record, "transient", dict, {})
@@ -76,14 +91,14 @@ def _value(mime: str, value, encoded: bool):
     is_json = mime == "application/json" or mime.endswith("+json")
     if encoded and isinstance(value, str) and mime not in BINARY_MIMES:
         try:
-            value = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+            value = _b64decode(value).decode("utf-8")
+        except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII text
             raise BadRecord(f"the {mime} value is not base64 of UTF-8 text") from None
         if is_json:
             try:
                 return json.loads(value)
             except ValueError:
-                raise BadRecord(f"the {mime} value is not JSON") from None
+                raise NotJSON(mime, value) from None
     if is_json:
         return value
     if isinstance(value, list) and all(isinstance(part, str) for part in value):
@@ -92,8 +107,8 @@ def _value(mime: str, value, encoded: bool):
         raise BadRecord(f"the {mime} value must be text")
     if mime in BINARY_MIMES:
         try:
-            base64.b64decode(value, validate=True)
-        except binascii.Error:
+            _b64decode(value)
+        except ValueError:  # binascii.Error, or non-ASCII text
             raise BadRecord(f"the {mime} value is not base64") from None
     return value
 

@@ -164,6 +164,7 @@ class Sandbox:
         labels = {**self.labels, p.EXPIRES: p.expires_label(life + 60)}
         container = api.create_container(
             self.image,
+            entrypoint=[],  # the image's own (scipy-notebook's start.sh) would run first
             command=["timeout", "-s", "KILL", str(life), *self._program()],
             user=SANDBOX_USER,
             working_dir=p.WORKDIR,
@@ -184,7 +185,7 @@ class Sandbox:
         """What waits for the payload: the language's prestarted interpreter, or the bootstrap."""
         lang = self.language
         if lang.prestart:
-            return [*lang.prestart, lang.source_file]
+            return [*lang.prestart, lang.source_file, *lang.preload]
         return ["sh", "-c", BOOTSTRAP, "braindrill"]
 
     # -- execute -------------------------------------------------------------------------------

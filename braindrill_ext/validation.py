@@ -147,7 +147,7 @@ def resolve_limits(policy: LimitsPolicy, language, requested) -> Limits:
             raise InvalidRequest(
                 f"limit {name!r} must be a {'number' if kind == 'float' else 'whole number'}"
             )
-        if value <= 0:
+        if not value > 0:  # NaN too
             raise InvalidRequest(f"limit {name!r} must be greater than 0, got {value}")
         maximum = policy.maximum(name)
         if maximum is not None and value > max(maximum, getattr(limits, name)):
@@ -171,6 +171,7 @@ def _safe_file_name(name: str) -> bool:
         bool(name)
         and not name.startswith("/")
         and ".." not in parts
+        and "." not in parts  # ./main.py is the source file, ./.braindrill/ the job's
         and "" not in parts
         and parts[0] != JOB_DIR
         and "\0" not in name

@@ -104,14 +104,6 @@ def test_zero_or_less_is_refused(policy, name, value):
         resolve_limits(policy, PYTHON, {name: value})
 
 
-NAN_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: resolve_limits refuses `value <= 0` and `value > maximum`, both False for NaN "
-    "(JSON NaN, or `%%limits timeout_s=nan`), so NaN passes",
-)
-
-
-@NAN_BUG
 @pytest.mark.parametrize("name", ["timeout_s", "cpus", "compile_timeout_s"])
 def test_nan_is_refused(policy, name):
     """NaN is neither <= 0 nor above a maximum; let through, it became a server error where the
@@ -213,7 +205,6 @@ def test_a_cells_limits_are_checked_like_a_requests(policy):
         make(policy, code, limits=limits)
 
 
-@NAN_BUG
 def test_a_cells_nan_limit_is_refused(policy):
     limits, code = split_limits("%%limits timeout_s=nan\nprint(1)")
     with pytest.raises(InvalidRequest, match="greater than 0"):
@@ -376,11 +367,6 @@ def test_bad_file_names_are_refused(policy, name):
     assert "'main.py'" in str(e.value) and ".braindrill/" in str(e.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _safe_file_name checks parts[0] != '.braindrill' and name != the source file "
-    "literally, so a '.' component gets round both rules",
-)
 @pytest.mark.parametrize("name", ["./.braindrill/job", "./.braindrill", "./main.py"])
 def test_a_dot_component_does_not_get_round_the_file_name_rules(policy, name):
     """``./.braindrill/job`` is under the reserved directory and ``./main.py`` is the source file,
