@@ -1,14 +1,16 @@
-"""The Jupyter kernel conformance suite (``jupyter_kernel_test``) against real Braindrill kernels.
+"""The Jupyter kernel conformance suite (``jupyter_kernel_test``) against real Braindrill kernels,
+with the samples a user would write: a raised exception, an expression's result, ``display()``,
+``clear_output``, and complete, incomplete and invalid cells.
 
-Every test that applies to a stateless kernel runs. Skipped by leaving their samples empty, and why:
-- ``test_execute_result``, ``test_display_data``, ``test_clear_output``, ``test_pager``: a cell is a
-  whole program in a container; only its stdout/stderr come back (no rich display, no pager).
-- ``test_history``: needs ``code_execute_result``; no history is kept (history_reply is empty, as
-  ``tests/test_kernels.py`` checks).
+Skipped by leaving their samples empty, and why (each cell runs in a fresh container, so nothing
+lives between requests):
+- ``test_pager``: no pager payloads (``?`` help runs in the container and prints).
+- ``test_history``: no history is kept (history_reply is empty, as ``tests/test_kernels.py``
+  checks).
 - ``test_inspect``: needs ``found: true``; there is no live object to inspect (the reply is valid
   and says ``found: false``).
-- ``test_is_complete`` for incomplete and invalid samples: every cell is run as a whole program, so
-  the kernel answers ``complete`` (complete samples are tested).
+- JavaScript: no rich display (its programs show files through ``$BRAINDRILL_DISPLAY``, tested in
+  ``tests/test_cells.py``), and ``is_complete`` answers ``unknown``.
 """
 
 from __future__ import annotations
@@ -41,8 +43,34 @@ class TestPythonKernel(BraindrillKernelTests):
     file_extension = ".py"
     code_hello_world = "print('hello, world')"
     code_stderr = "import sys; print('oops', file=sys.stderr)"
-    code_generate_error = "import sys; sys.exit(3)"  # exits non-zero, writes nothing
-    complete_code_samples = ["print('hi')", "x = 1\nprint(x)"]
+    code_generate_error = "raise ValueError('something went wrong')"
+    code_execute_result = [
+        {"code": "6 * 7", "result": "42"},
+        {"code": "'a' + 'b'", "result": "'ab'"},
+        {"code": "x = [1, 2]\nx + [3]", "result": "[1, 2, 3]"},
+    ]
+    code_display_data = [
+        {"code": "from IPython.display import display\ndisplay(1)", "mime": "text/plain"},
+        {"code": "from IPython.display import HTML, display\ndisplay(HTML('<b>b</b>'))",
+         "mime": "text/html"},
+        {"code": "from IPython.display import Markdown\ndisplay(Markdown('*m*'))",
+         "mime": "text/markdown"},
+    ]  # fmt: skip
+    code_clear_output = "from IPython.display import clear_output\nclear_output()"
+    complete_code_samples = ["print('hi')", "x = 1\nprint(x)", "def f():\n    return 1\n"]
+    incomplete_code_samples = ["print('''hello", "def f():", "for i in range(3):"]
+    invalid_code_samples = ["x = ]", "1 +* 2"]
+
+
+@pytest.mark.docker
+class TestPythonDataKernel(TestPythonKernel):
+    kernel_name = "braindrill-python-data"
+    code_display_data = [
+        *TestPythonKernel.code_display_data,
+        {"code": "import pandas as pd\ndisplay(pd.DataFrame({'a': [1, 2]}))", "mime": "text/html"},
+        {"code": "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()",
+         "mime": "image/png"},
+    ]  # fmt: skip
 
 
 @pytest.mark.docker
@@ -60,4 +88,5 @@ class TestJavaScriptKernel(BraindrillKernelTests):
     code_hello_world = "console.log('hello, world')"
     code_stderr = "console.error('oops')"
     code_generate_error = "process.exit(3)"
-    complete_code_samples = ["console.log(1)"]
+    # No is_complete samples: the kernel answers "unknown" for every language but Python
+    # (tests/test_cells.py checks that).
