@@ -13,6 +13,7 @@ import docker
 import pytest
 
 from braindrill_ext.kernel import embedded
+from braindrill_ext.versions import default_cache_path
 
 from .helpers import containers_left, leftover_containers, require
 
@@ -59,11 +60,18 @@ def braindrill_config():
     return {}
 
 
+# Where `braindrill-images prepare` (.ci/setup) recorded the runtimes' versions, read before
+# pytest-jupyter points each test server's Jupyter data directory elsewhere: a test server, like a
+# real one, shares the machine's record.
+VERSIONS = default_cache_path()
+
+
 @pytest.fixture
 def jp_server_config(braindrill_config):
     config = {
         "ServerApp": {"jpserver_extensions": {"braindrill_ext": True}},
         "IdentityProvider": {"token": TOKEN},
+        "ImageVersions": {"cache_path": VERSIONS},
     }
     for section, values in braindrill_config.items():
         config.setdefault(section, {}).update(values)

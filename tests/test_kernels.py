@@ -127,7 +127,8 @@ def test_stdout_stderr_and_execution_count(start):
     assert stream_text(msgs) == ""  # silent: no output published
     reply, msgs = execute(kc, "x = 1")
     reply, msgs = execute(kc, "print(x)")  # a fresh container: nothing carried over
-    assert reply["status"] == "error" and "NameError" in stream_text(msgs, "stderr")
+    assert reply["status"] == "error" and reply["ename"] == "NameError"
+    assert stream_text(msgs, "stderr") == ""  # the error message, not a second copy on stderr
 
 
 def test_failed_cell_names_status_and_exit_code(start):
@@ -231,7 +232,10 @@ def test_stopping_a_kernel_mid_cell_leaves_no_container(start, how):
 
 def test_small_requests_get_valid_replies(start):
     _, kc = start()
-    assert wait_reply(kc, kc.is_complete("for i in range(3):")) == {"status": "complete"}
+    assert wait_reply(kc, kc.is_complete("for i in range(3):")) == {
+        "status": "incomplete",
+        "indent": "    ",
+    }
     content = kc.complete("pri", 3, reply=True, timeout=TIMEOUT)["content"]
     assert content == {
         "status": "ok",
@@ -346,8 +350,14 @@ def test_a_script_leaves_no_container_at_exit(tmp_path, ending, said):
     """The containers of a plain script's embedded manager are removed when it exits."""
     script = tmp_path / "script.py"
     script.write_text(SCRIPT_START + ending)
+    # Not this module's configuration (pools off): the script reads the user's, pools on.
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_CONFIG_DIR"}
     proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         out, err = proc.communicate(timeout=120)
