@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import pathlib
+import re
 
 import nbformat
 import papermill
@@ -61,3 +62,33 @@ def test_papermill(tmp_path):
     result = tmp_path / "out.ipynb"
     papermill.execute_notebook(str(source), str(result), progress_bar=False)
     assert outputs(nbformat.read(result, as_version=4)) == outputs(nbformat.read(source, 4))
+
+
+def test_a_data_notebook_saves_table_plot_and_traceback(tmp_path):
+    """nbclient runs a notebook on braindrill-python-data; the saved .ipynb holds the DataFrame's
+    HTML table, the plot's PNG and the failing cell's real traceback."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {
+        "name": "braindrill-python-data",
+        "display_name": "Python + SciPy (Braindrill)",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import pandas as pd\npd.DataFrame({'city': ['Oslo'], 'n': [7]})"
+        ),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])"),
+        nbformat.v4.new_code_cell("1 / 0"),
+    ]
+    NotebookClient(nb, timeout=120, allow_errors=True).execute()
+    saved = tmp_path / "data.ipynb"
+    nbformat.write(nb, saved)
+    table, plot, failing = nbformat.read(saved, as_version=4).cells
+    (result,) = [o for o in table.outputs if o.output_type == "execute_result"]
+    assert "<table" in result.data["text/html"] and "Oslo" in result.data["text/html"]
+    pngs = [o for o in plot.outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert len(pngs) == 1 and pngs[0].data["image/png"].startswith("iVBORw0KGgo")
+    (error,) = failing.outputs
+    assert error.output_type == "error" and error.ename == "ZeroDivisionError"
+    assert any("1 / 0" in re.sub(r"\x1b\[[0-9;]*m", "", line) for line in error.traceback)
+    assert containers_left() == []
