@@ -1,7 +1,7 @@
 """A real browser: JupyterLab (a ``jupyter lab`` subprocess with the Braindrill extension) in
 headless Chromium driven by Playwright opens a notebook on the Braindrill Python kernel, runs a
-cell, and the output is read back from the page. The screenshot is kept as
-``artifacts/jupyterlab.png``.
+cell, and the output is read back from the page; a python-data notebook shows an inline plot. The
+screenshots are kept as ``artifacts/jupyterlab.png`` and ``artifacts/jupyterlab-plot.png``.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` and
 ``jupyterlab`` Python packages; Playwright's own browser download is not used. Without them the
@@ -103,19 +103,17 @@ def _wait_until_up(url: str, token: str, proc) -> None:
         raise RuntimeError("jupyter lab did not come up")
 
 
-def test_jupyterlab_runs_a_cell_in_a_container(jupyterlab):
+def _run_in_browser(jupyterlab, kernelspec: dict, code: str, shot: str, read):
+    """Open a notebook of one cell on ``kernelspec`` in JupyterLab in Chromium, run the cell,
+    and return ``read(page)``; the page's screenshot is kept as ``artifacts/<shot>``."""
     _need(f"Chromium at {CHROMIUM} (apt-get install chromium)", os.path.exists(CHROMIUM))
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _need("Playwright (pip install playwright)", False)
     url, token, root = jupyterlab
-    nb = new_notebook(cells=[new_code_cell(CODE)])
-    nb.metadata["kernelspec"] = {
-        "name": "braindrill-python",
-        "display_name": "Python (Braindrill)",
-        "language": "python",
-    }
+    nb = new_notebook(cells=[new_code_cell(code)])
+    nb.metadata["kernelspec"] = kernelspec
     nbformat.write(nb, root / "sandboxed.ipynb")
     ARTIFACTS.mkdir(exist_ok=True)
 
@@ -136,16 +134,47 @@ def test_jupyterlab_runs_a_cell_in_a_container(jupyterlab):
             # The kernel named in the notebook's metadata starts by itself: wait until the status
             # bar shows it connected and idle (the toolbar's indicator says idle before that).
             page.locator(".jp-StatusBar-Widget").filter(
-                has_text="Python (Braindrill) | Idle"
+                has_text=f"{kernelspec['display_name']} | Idle"
             ).first.wait_for(timeout=TIMEOUT_S * 1000)
             editor.click()
             page.keyboard.press("Shift+Enter")
-            output = page.locator(".jp-OutputArea-output").filter(has_text="answer").first
-            output.wait_for(timeout=TIMEOUT_S * 1000)
-            text = output.inner_text()
-            kernel_name = page.locator(".jp-KernelName").first.inner_text()
+            return read(page)
         finally:
-            page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
+            page.screenshot(path=str(ARTIFACTS / shot))
             browser.close()
+
+
+def test_jupyterlab_runs_a_cell_in_a_container(jupyterlab):
+    def read(page):
+        output = page.locator(".jp-OutputArea-output").filter(has_text="answer").first
+        output.wait_for(timeout=TIMEOUT_S * 1000)
+        return output.inner_text(), page.locator(".jp-KernelName").first.inner_text()
+
+    spec = {
+        "name": "braindrill-python",
+        "display_name": "Python (Braindrill)",
+        "language": "python",
+    }
+    text, kernel_name = _run_in_browser(jupyterlab, spec, CODE, "jupyterlab.png", read)
     assert text.strip() == EXPECTED
     assert "Braindrill" in kernel_name
+
+
+def test_jupyterlab_shows_an_inline_plot(jupyterlab):
+    """A matplotlib plot from a sandboxed python-data cell appears inline as an image; the
+    screenshot is ``artifacts/jupyterlab-plot.png``."""
+
+    def read(page):
+        image = page.locator(".jp-OutputArea-output img").first
+        image.wait_for(timeout=TIMEOUT_S * 1000)
+        return image.evaluate("img => [img.naturalWidth, img.naturalHeight, img.src.slice(0, 22)]")
+
+    spec = {
+        "name": "braindrill-python-data",
+        "display_name": "Python + SciPy (Braindrill)",
+        "language": "python",
+    }
+    code = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 2, 8])\nplt.title('in a container')"
+    width, height, src = _run_in_browser(jupyterlab, spec, code, "jupyterlab-plot.png", read)
+    assert src == "data:image/png;base64,"
+    assert width > 200 and height > 150
