@@ -56,8 +56,11 @@ def build_base(client: docker.DockerClient, say) -> None:
             )
 
 
-def build_language(client: docker.DockerClient, language: Language, say) -> str:
-    """Build ``braindrill/<language>:bookworm`` on top of the base with the language's packages."""
+def build_language(
+    client: docker.DockerClient, language: Language, say, nocache: bool = False
+) -> str:
+    """Build ``braindrill/<language>:bookworm`` on top of the base with the language's packages
+    (``nocache``: again from the packages, not from the engine's build cache)."""
     packages = " ".join(language.debian_packages)
     dockerfile = (
         f"FROM {BASE_IMAGE}\n"
@@ -74,6 +77,7 @@ def build_language(client: docker.DockerClient, language: Language, say) -> str:
         network_mode="host",
         rm=True,
         forcerm=True,
+        nocache=nocache,
         decode=True,
     )
     tail = collections.deque(maxlen=6)
