@@ -185,6 +185,14 @@ async def kernel_ids(server: Server) -> set[str]:
     return {k["id"] for k in kernels}
 
 
+async def assert_gone(servers, lab, kernel_id: str) -> None:
+    """The kernel is gone from both servers, and so are its containers."""
+    assert kernel_id not in await kernel_ids(lab)
+    assert kernel_id not in await kernel_ids(servers.braindrill)
+    pid = servers.braindrill.process.pid
+    assert await eventually(lambda: not containers_of(pid), 15), containers_of(pid)
+
+
 @pytest.fixture
 def kernel(servers):
     """Start braindrill-python through the gateway server, as an async context manager giving
@@ -206,10 +214,7 @@ def kernel(servers):
             ws.close()
             code, _ = await api(lab, f"api/kernels/{kernel_id}", "DELETE")
             assert code == 204, lab.logs()
-        assert kernel_id not in await kernel_ids(lab)
-        assert kernel_id not in await kernel_ids(servers.braindrill)
-        pid = servers.braindrill.process.pid
-        assert await eventually(lambda: not containers_of(pid), 15), containers_of(pid)
+        await assert_gone(servers, lab, kernel_id)
 
     return kernel
 
@@ -299,7 +304,4 @@ async def test_notebook_session_through_the_gateway(servers):
         ws.close()
         code, _ = await api(lab, f"api/sessions/{session['id']}", "DELETE")
     assert code == 204, lab.logs()
-    assert kernel_id not in await kernel_ids(lab)
-    assert kernel_id not in await kernel_ids(servers.braindrill)
-    pid = servers.braindrill.process.pid
-    assert await eventually(lambda: not containers_of(pid), 15), containers_of(pid)
+    await assert_gone(servers, lab, kernel_id)
