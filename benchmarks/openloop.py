@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 
 from common import JupyterServer, machine_summary, print_table, summarize
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 
@@ -135,6 +135,9 @@ async def load_run(
                 headers={**server.headers, **TEXT},
                 raise_error=False,
             )
+        except HTTPClientError as e:  # no answer in time (599): raised even with raise_error off
+            run.outcomes[f"HTTP {e.code} {type(e).__name__}: {e}"] += 1
+            return
         finally:
             in_flight -= 1
         elapsed = (loop.time() - scheduled) * 1000
