@@ -110,11 +110,13 @@ async def workers(jp_fetch) -> dict[str, dict]:
 
 
 # -- a kernel over its websocket (as JupyterLab drives it) ---------------------------------------
-def kernel_message(msg_type: str, content: dict, channel: str = "shell") -> dict:
-    """A Jupyter message for the kernel websocket's JSON protocol."""
+def kernel_message(
+    msg_type: str, content: dict, channel: str = "shell", username: str = "test"
+) -> dict:
+    """A Jupyter message for the kernel websocket's JSON protocol, from client ``username``."""
     header = {
         "msg_id": uuid.uuid4().hex,
-        "username": "test",
+        "username": username,
         "session": uuid.uuid4().hex,
         "msg_type": msg_type,
         "version": "5.3",
@@ -137,10 +139,11 @@ async def ws_receive(ws) -> dict:
     return json.loads(raw)
 
 
-async def ws_execute_timed(ws, code: str, on_message=None):
+async def ws_execute_timed(ws, code: str, on_message=None, username: str = "test"):
     """Run a cell over the kernel websocket. Returns (execute_reply content, the time it arrived,
     [(arrival time, iopub message)]); ``on_message`` is awaited for each iopub message."""
-    msg = kernel_message("execute_request", {"code": code, "silent": False, "stop_on_error": True})
+    content = {"code": code, "silent": False, "stop_on_error": True}
+    msg = kernel_message("execute_request", content, username=username)
     await ws.write_message(json.dumps(msg))
     msg_id, reply, reply_at, iopub, idle = msg["header"]["msg_id"], None, None, [], False
     while reply is None or not idle:
@@ -158,9 +161,11 @@ async def ws_execute_timed(ws, code: str, on_message=None):
     return reply, reply_at, iopub
 
 
-async def ws_execute(ws, code: str, on_message=None) -> tuple[dict, list[dict]]:
+async def ws_execute(
+    ws, code: str, on_message=None, username: str = "test"
+) -> tuple[dict, list[dict]]:
     """Run a cell over the kernel websocket; returns (execute_reply content, its iopub messages)."""
-    reply, _, iopub = await ws_execute_timed(ws, code, on_message)
+    reply, _, iopub = await ws_execute_timed(ws, code, on_message, username)
     return reply, [m for _, m in iopub]
 
 

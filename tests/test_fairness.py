@@ -12,7 +12,7 @@ import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
 from tornado.httpclient import HTTPClientError
 
-from .helpers import eventually
+from .helpers import containers_left_async, eventually, stream_text, ws_execute
 
 pytestmark = pytest.mark.docker
 
@@ -149,3 +149,42 @@ class TestAuditJson:
         assert ok["user"] == "alice" and ok["exit_code"] == 0 and ok["host"] == "local"
         assert re.fullmatch(r"[0-9a-f]{12}", ok["container"]) and ok["duration_ms"] >= 3000
         assert no["user"] == "alice" and no["refused"].startswith("TooManyRequests")
+
+
+class TestKernelsPerUser:
+    """A kernel's cells count for the user its client names: one user's kernels cannot take
+    another's place either."""
+
+    @pytest.fixture
+    def braindrill_config(self):
+        return {"UserLimits": {"max_concurrent": 1}, "WarmPools": {"enabled": False}}
+
+    async def test_a_users_kernels_do_not_starve_another(self, jp_fetch, jp_ws_fetch):
+        sockets, ids = [], []
+        try:
+            for _ in range(3):
+                body = json.dumps({"name": "braindrill-python"})
+                response = await jp_fetch("api", "kernels", method="POST", body=body)
+                ids.append(json.loads(response.body)["id"])
+                sockets.append(await jp_ws_fetch("api", "kernels", ids[-1], "channels"))
+            first, second, third = sockets
+            slow = asyncio.ensure_future(ws_execute(first, SLOW, username="alice"))
+
+            async def running():
+                state = json.loads((await jp_fetch("braindrill", "workers")).body)
+                return state["workers"][0]["running"] == 1
+
+            assert await eventually(running, 30, every_s=0.05)
+            reply, _ = await ws_execute(second, "print('alice again')", username="alice")
+            assert reply["status"] == "error" and reply["ename"] == "TooManyRequests", reply
+            reply, messages = await ws_execute(third, "print('bob')", username="bob")
+            assert reply["status"] == "ok" and stream_text(messages) == "bob\n", reply
+            assert not slow.done()  # bob was served while alice's cell still ran
+            reply, _ = await slow
+            assert reply["status"] == "ok"
+        finally:
+            for ws in sockets:
+                ws.close()
+            for kernel_id in ids:
+                await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+        assert await containers_left_async() == []
