@@ -455,6 +455,26 @@ FUZZ_CONFIG = [
 FUZZ_LANGUAGES = ("python", "bash", "c")  # real runtimes, beside the generated (unknown) names
 
 
+def import_schemathesis_now() -> None:
+    """Schemathesis imports most of itself on first use, and as a pytest plugin its modules are
+    assertion-rewritten (``ast.parse``) by pytest when imported. Done inside a test, while other
+    threads of earlier tests run, CPython 3.11 failed that once in CI with "SystemError: AST
+    constructor recursion depth mismatch" (python/cpython#106905: the AST converter's depth
+    counter is interpreter-wide). So it is done here, at collection, while no other thread runs:
+    load this document and build every operation's strategies, as the fuzz test will."""
+    import schemathesis.generation.body_overrides  # used only when drawing
+    import schemathesis.generation.dictionaries
+    import schemathesis.transport.requests  # used only when calling
+
+    config = schemathesis.Config.from_dict({"base-url": "http://127.0.0.1:1"})
+    for operation in schemathesis.openapi.from_dict(DOC, config=config).get_all_operations():
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            operation.ok().as_strategy(generation_mode=mode)
+
+
+import_schemathesis_now()
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """A real ``jupyter server`` process with Braindrill (schemathesis is synchronous, the
