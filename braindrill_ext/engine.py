@@ -28,6 +28,7 @@ from .pool import HostPool, WarmPools
 from .reaper import Reaper
 from .sandbox import reason_of
 from .scheduler import Scheduler
+from .state import StateStore
 from .versions import ImageVersions
 from .workerhost import WorkerHost
 
@@ -100,6 +101,7 @@ class ExecutionEngine(LoggingConfigurable):
     registry = Instance(LanguageRegistry)
     versions = Instance(ImageVersions)
     fairness = Instance(UserLimits)
+    states = Instance(StateStore)
 
     @classmethod
     def section_names(cls) -> list[str]:
@@ -126,6 +128,10 @@ class ExecutionEngine(LoggingConfigurable):
     @default("fairness")
     def _default_fairness(self):
         return UserLimits(parent=self)
+
+    @default("states")
+    def _default_states(self):
+        return StateStore(parent=self)
 
     @validate("audit_format")
     def _check_audit_format(self, proposal):

@@ -36,6 +36,7 @@ class Limits:
     compile_memory_mib: int = 512
     display_bytes: int = 16 << 20  # all rich outputs (displays, plots) of one execution
     output_record_bytes: int = 8 << 20  # one rich output
+    state_mib: int = 64  # the state a kernel or session carries to its next execution
 
 
 @dataclass
@@ -51,6 +52,10 @@ class Execution:
     interactive: bool = False
     execution_count: int = 0  # the cell's number, for its execute_result
     warm: bool = True  # may take a warm container (False: a cold one, e.g. a version probe)
+    # The state of a kernel or REST session (``state.py``): an opaque blob made by an earlier
+    # sandbox, restored in this one before the code runs; None: stateless, nothing restored or
+    # kept (b"": an empty state, and what this execution leaves is kept).
+    state: bytes | None = None
     user: str = ""  # who asked: the Jupyter user of a REST request, the kernel of a cell
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -86,9 +91,14 @@ class Result:
     # shaped as in .ipynb; and the uncaught exception of a cell ({ename, evalue, traceback}).
     outputs: list[dict] = field(default_factory=list)
     error: dict | None = None
+    # A stateful execution's new state (None: the state stays as it was) and, when the state
+    # did not simply move on, why (not kept, as before, some files or variables left behind).
+    state: bytes | None = field(default=None, repr=False)
+    state_message: str | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
+        del data["state"]  # opaque, never shown
         data["status"] = self.status.value
         data["duration_ms"] = round(self.duration_ms, 1)
         data["queued_ms"] = round(self.queued_ms, 1)

@@ -21,6 +21,7 @@ REQUESTABLE = (
     "compile_output_bytes",
     "compile_memory_mib",
     "display_bytes",
+    "state_mib",
 )
 
 
@@ -50,6 +51,12 @@ class LimitsPolicy(LoggingConfigurable):
     output_record_bytes = Integer(
         8 << 20, config=True, help="Cap on one rich output (a plot, a display), in bytes of JSON."
     )
+    state_mib = Integer(
+        64,
+        config=True,
+        help="Default cap on the state a kernel or REST session carries from one execution to "
+        "the next (its work directory's files and Python variables), in MiB.",
+    )
     code_bytes = Integer(
         512 << 10,
         config=True,
@@ -63,6 +70,7 @@ class LimitsPolicy(LoggingConfigurable):
     max_compile_timeout_s = Float(120.0, config=True, help="Largest compile limit, in seconds.")
     max_compile_output_bytes = Integer(1 << 20, config=True, help="Largest compiler-output cap.")
     max_display_bytes = Integer(64 << 20, config=True, help="Largest rich-output cap, bytes.")
+    max_state_mib = Integer(256, config=True, help="Largest state cap a request may ask, MiB.")
     max_compile_memory_mib = Integer(
         2048, config=True, help="Largest compile-step memory limit a request may ask, MiB."
     )

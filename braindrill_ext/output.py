@@ -1,5 +1,6 @@
 """Reading a sandbox's output: capped while it streams, decoded incrementally, with the compile
-report, the output records and the exit report split off (the formats: ``protocol.py``)."""
+report, the output records, the state and the exit report split off (the formats:
+``protocol.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import codecs
 from collections.abc import Callable
 
 from . import records
-from .protocol import COMPILE_MARK, MAX_HEADER, exit_mark, output_mark
+from .protocol import COMPILE_MARK, MAX_HEADER, exit_mark, output_mark, state_mark
 
 STDOUT, STDERR = 1, 2
 NAMES = {STDOUT: "stdout", STDERR: "stderr"}
@@ -20,6 +21,8 @@ class OutputCollector:
     ``display_bytes`` of rich outputs): the caller then kills the sandbox. ``on_output(kind,
     value)`` is called as the output arrives: ``("stdout"|"stderr", text)`` for each decoded
     chunk, ``("output", output)`` for each rich output but an ``error`` (kept in ``error``).
+    With ``state_bytes`` (a stateful execution) the state the watchdog sends is kept in ``state``
+    (None when it did not come, or was over ``state_bytes``: then ``state_message`` says so).
     """
 
     def __init__(
@@ -31,6 +34,7 @@ class OutputCollector:
         output_token: str | None = None,
         display_bytes: int = 0,
         output_record_bytes: int = 0,
+        state_bytes: int | None = None,
     ):
         self.cap = output_bytes
         self.on_output = on_output
@@ -54,6 +58,12 @@ class OutputCollector:
         self._output_mark = output_mark(output_token) if output_token else None
         if self._output_mark:
             self._marks[STDOUT].append(self._output_mark)
+        self._state_mark = state_mark(exit_token) if exit_token and state_bytes else None
+        if self._state_mark:
+            self._marks[STDOUT].append(self._state_mark)
+        self.state_cap = state_bytes or 0
+        self.state: bytes | None = None
+        self.state_message: str | None = None
         self._held = {STDOUT: b"", STDERR: b""}
         # Stream → the exit code its report gave; what a stream carries after it (a leftover
         # process's output) is dropped.
@@ -62,9 +72,10 @@ class OutputCollector:
         self.display_cap = display_bytes
         self.record_cap = output_record_bytes
         self.display_used = 0
-        self._record: bytearray | None = None  # the body of the record being read
+        self._record: bytearray | None = None  # the body of the record (or state) being read
         self._record_left = 0
         self._record_kept = True
+        self._record_is_state = False
         self.outputs: list[dict] = []
         self.error: dict | None = None
         self.dropped: list[str] = []  # why rich outputs were left out
@@ -128,6 +139,8 @@ class OutputCollector:
                     break  # looks like a mark, is not: plain output
                 if mark is self._output_mark:
                     self._start_record(int(field))
+                elif mark is self._state_mark:
+                    self._start_state(int(field))
                 else:
                     self._reported[stream] = int(field)
                     return data[:at], b""  # what follows the exit report is dropped
@@ -135,8 +148,18 @@ class OutputCollector:
             at = data.find(b"\x1e", at + 1)
         return data, b""
 
+    def _start_state(self, size: int) -> None:
+        self._record, self._record_left, self._record_is_state = bytearray(), size, True
+        self._record_kept = size <= self.state_cap
+        if not self._record_kept:
+            self.state_message = (
+                f"the state of {size} bytes is over the cap of {self.state_cap} bytes"
+            )
+        if not size:
+            self._end_record()
+
     def _start_record(self, size: int) -> None:
-        self._record, self._record_left = bytearray(), size
+        self._record, self._record_left, self._record_is_state = bytearray(), size, False
         self._record_kept = not self.record_cap or size <= self.record_cap
         if not self._record_kept:
             self.dropped.append(
@@ -160,6 +183,9 @@ class OutputCollector:
     def _end_record(self) -> None:
         raw, self._record = bytes(self._record), None
         if not self._record_kept:
+            return
+        if self._record_is_state:
+            self.state = raw  # opaque: never opened here
             return
         try:
             output = records.parse(raw)

@@ -9,7 +9,9 @@ Engine → container, on the attach stream's stdin:
 - **payload**: ``b"<size>\\n"`` then ``size`` bytes of a plain USTAR tar, unpacked into ``/work``:
   the source file, the request's files, ``.braindrill/stdin`` (the program's stdin),
   ``.braindrill/job`` (``NAME=value`` lines, see ``JOB_*``; a shell fragment for the bootstrap)
-  and, for prestart languages, ``.braindrill/argv`` (the run argv, NUL-separated).
+  and, for prestart languages, ``.braindrill/argv`` (the run argv, NUL-separated). With a state
+  (below) the header is ``b"<size> <state size>\\n"`` and the state's bytes come first: they are
+  unpacked into ``/work`` before the payload, whose files win.
 - **go-ahead**: after a successful compile step the bootstrap waits for the one byte ``GO``: the
   engine first lowers the container's memory limit to the run limit.
 
@@ -24,6 +26,15 @@ Container → engine, in the attach stream's stdout/stderr frames:
   become ``display_data`` records at its end. The output token is random per execution and
   differs from the exit token: the program may know it (its display publisher writes records),
   so a forged record is only the program's own output, validated like any other.
+- **state** (stdout, after the program ended, before the exit report; only when the job sets
+  ``JOB_STATE_MAX``): ``STATE_MARK`` + ``<exit token> <bytes>\\n`` then ``bytes`` of a tar of the
+  work directory: every regular file but ``JOB_DIR`` (save ``NAMESPACE``, Python's pickled
+  variables), the source file and what a compile step wrote, smallest first, as many as fit in
+  ``JOB_STATE_MAX`` bytes of tar (512 bytes of header per file, its data in 512-byte blocks,
+  1024 bytes of end; the rest is named on stderr). The size is announced before the tar is
+  written and the tar is cut or zero-padded to it, so a file changing meanwhile cannot break the
+  framing. Written by the watchdog: the program does not know the exit token. The engine keeps
+  it unopened for the next execution of the same kernel or session (``state.py``).
 - **exit report** (both streams, last): ``EXIT_MARK`` + ``<exit token> <exit code>\\n``. The
   engine forwards the two streams independently, so each report ends its own stream. Only the
   watchdog (the bootstrap's shell, the prestart's parent) knows the exit token.
@@ -48,6 +59,8 @@ JOB_OUTPUT_MAX = "BD_OUTPUT_MAX"  # the largest output record, in bytes of JSON
 JOB_INTERACTIVE = "BD_INTERACTIVE"  # "1": cell semantics (last expression shown), else a script
 JOB_EXECUTION_COUNT = "BD_EXECUTION_COUNT"  # the cell's number, for execute_result
 JOB_COMPILE = "BD_COMPILE"
+JOB_STATE_MAX = "BD_STATE_MAX"  # bytes of tar the state may take; unset: keep no state
+JOB_SOURCE = "BD_SOURCE"  # the source file, which a state does not keep
 JOB_COMPILE_TIMEOUT = "BD_COMPILE_TIMEOUT"
 JOB_COMPILE_OUTPUT = "BD_COMPILE_OUTPUT"
 
@@ -55,10 +68,13 @@ JOB_COMPILE_OUTPUT = "BD_COMPILE_OUTPUT"
 WORKDIR = "/work"
 DISPLAY_DIR = f"{WORKDIR}/{JOB_DIR}/display"  # $BRAINDRILL_DISPLAY: files shown at the end
 DISPLAY_ENV = "BRAINDRILL_DISPLAY"
+NAMESPACE = f"{JOB_DIR}/namespace"  # Python's variables in a state (cloudpickle), in /work
+PYTHON_LIB = f"{JOB_DIR}/lib"  # cloudpickle's source, carried in a stateful Python payload
 
 # -- stdout/stderr -------------------------------------------------------------------------------
 COMPILE_MARK = b"\x1ebraindrill-compile "
 OUTPUT_MARK = b"\x1ebraindrill-output "
+STATE_MARK = b"\x1ebraindrill-state "
 EXIT_MARK = b"\x1ebraindrill-exit "
 MAX_HEADER = 64  # the longest header line of a report or record
 
@@ -72,6 +88,11 @@ OWNER, EXECUTION, LANGUAGE, POOLED, EXPIRES = (
 def exit_mark(token: str) -> bytes:
     """The start of an execution's exit report."""
     return EXIT_MARK + token.encode() + b" "
+
+
+def state_mark(token: str) -> bytes:
+    """The start of an execution's state (its token is the exit token: the watchdog's)."""
+    return STATE_MARK + token.encode() + b" "
 
 
 def output_mark(token: str) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import io
 import os
 import secrets
@@ -20,6 +21,7 @@ import socket
 import struct
 import tarfile
 import time
+from importlib import resources
 
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import Ulimit
@@ -53,7 +55,8 @@ class Tokens:
 
 
 def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes:
-    """The framed payload the bootstrap reads: ``<size>\\n`` then a tar of the work directory."""
+    """The framed payload the bootstrap reads: ``<size>\\n`` then a tar of the work directory;
+    with a state, ``<size> <state size>\\n``, the state, then the tar (``protocol.py``)."""
     lang = execution.language
     job = {
         p.JOB_TIMEOUT: f"{limits.timeout_s + GRACE_S:g}",
@@ -63,6 +66,10 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes
         p.JOB_INTERACTIVE: "1" if execution.interactive else "0",
         p.JOB_EXECUTION_COUNT: str(execution.execution_count),
     }
+    stateful = execution.state is not None
+    if stateful:
+        job[p.JOB_STATE_MAX] = str(limits.state_mib << 20)
+        job[p.JOB_SOURCE] = shlex.quote(lang.source_file)
     if lang.compile:
         job[p.JOB_COMPILE] = shlex.quote(shlex.join(lang.compile))
         job[p.JOB_COMPILE_TIMEOUT] = f"{limits.compile_timeout_s:g}"
@@ -75,6 +82,8 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes
     entries[f"{p.JOB_DIR}/job"] = "\n".join(lines) + "\n"
     if lang.prestart:  # the same argv, for a reader that is not a shell
         entries[f"{p.JOB_DIR}/argv"] = "\0".join(argv)
+        if stateful:  # what pickles the variables, whatever the image has
+            entries.update(python_lib())
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, text in entries.items():
@@ -83,7 +92,23 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes
             info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
             tar.addfile(info, io.BytesIO(data))
     body = buf.getvalue()
-    return f"{len(body)}\n".encode() + body
+    if not stateful:
+        return f"{len(body)}\n".encode() + body
+    return f"{len(body)} {len(execution.state)}\n".encode() + execution.state + body
+
+
+@functools.cache
+def python_lib() -> dict[str, str]:
+    """cloudpickle's source (this server's copy), carried in a stateful Python payload under
+    ``protocol.PYTHON_LIB``: the prestart pickles the variables with it, so that state works on
+    any image with a Python (the official ones have no cloudpickle) and every container of a
+    kernel speaks the same pickle dialect."""
+    package = resources.files("cloudpickle")
+    return {
+        f"{p.PYTHON_LIB}/cloudpickle/{item.name}": item.read_text()
+        for item in package.iterdir()
+        if item.name.endswith(".py")
+    }
 
 
 class Sandbox:
@@ -218,6 +243,7 @@ class Sandbox:
             output_token=tokens.output,
             display_bytes=lim.display_bytes,
             output_record_bytes=lim.output_record_bytes,
+            state_bytes=(lim.state_mib << 20) if execution.state is not None else None,
         )
         payload = build_payload(execution, lim, tokens)
         if _readable(self._sock):
@@ -278,6 +304,8 @@ class Sandbox:
             message=message,
             outputs=collector.outputs,
             error=collector.error if status is Status.ERROR else None,
+            state=collector.state,
+            state_message=collector.state_message,
         )
 
     async def _wait(self, reader: asyncio.Future, lim: Limits, compiled: bool) -> bool:

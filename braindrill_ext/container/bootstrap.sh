@@ -19,14 +19,26 @@
 # {"braindrill": {"encoding": "base64"}}: the engine decodes it to text (application/json: parsed).
 # A record over BD_OUTPUT_MAX bytes is left out, with a line on stderr. No BD_OUTPUT_TOKEN: no
 # records (an engine that does not read them).
+# State (a kernel's or session's, protocol.py): a header "<size> <state size>" sends a tar of an
+# earlier execution's files first, unpacked before the payload (an archive that is not whole is
+# said on stderr, what it held of use is kept). When the job sets BD_STATE_MAX, after the program
+# (and its display files) the work directory's regular files but .braindrill/, the source file
+# BD_SOURCE and what the compile step wrote go back as one record on stdout,
+# "\036braindrill-state <BD_EXIT_TOKEN> <bytes>\n" then a USTAR tar of exactly <bytes> (cut or
+# padded with zeros: a file that changes meanwhile cannot break the framing), smallest files
+# first, as many as fit in BD_STATE_MAX bytes of tar; the others are named on stderr.
 # When the program has exited, one line "\036braindrill-exit <BD_EXIT_TOKEN> <exit code>" on stdout
 # and on stderr tells the engine its result without waiting for the container to stop.
 # The shell's own stderr goes to /dev/null (dash reports a child killed by a signal, "Killed");
 # what the engine reads is written to fd 3, the container's stderr.
 exec 3>&2 2>/dev/null
 cd /work || exit 120
-IFS= read -r size || exit 0
-case "$size" in ''|*[!0-9]*) echo "braindrill: bad payload header" >&3; exit 121 ;; esac
+IFS=' ' read -r size state || exit 0
+case "$size:${state:-0}" in *[!0-9:]* | :*) echo "braindrill: bad payload header" >&3; exit 121 ;; esac
+if [ "${state:-0}" -gt 0 ]; then  # what tar does not read (its padding) is drained
+    head -c "$state" | { tar -x -f - || echo "braindrill: the state was not restored whole" >&3
+        cat >/dev/null; }
+fi
 head -c "$size" | tar -x -f - || { echo "braindrill: cannot unpack the payload" >&3; exit 122; }
 . ./.braindrill/job
 rm -f ./.braindrill/job
@@ -53,6 +65,38 @@ show() {
     fi
     printf '\036braindrill-output %s %s\n%s%s%s' "$BD_OUTPUT_TOKEN" "$n" "$before" "$data" "$after"
 }
+# save_state: the state record (above) on stdout; notes on fd 3
+save_state() {
+    find . -path ./.braindrill -prune -o -type f -exec wc -c {} + | awk -v skip=./.braindrill/skip '
+        BEGIN { while ((getline line < skip) > 0) skipped[line] = 1 }
+        { size = $1; sub(/^ *[0-9]+ /, "") }
+        substr($0, 1, 2) == "./" && !($0 in skipped) { print size, substr($0, 3) }' |
+        sort -n | awk -v max="$BD_STATE_MAX" -v keep=./.braindrill/keep '
+        function fits(path, n, i) {  # USTAR: a name of 100 bytes, after a prefix of 155
+            n = length(path)
+            if (n <= 100) return 1
+            for (i = 1; i <= n && i <= 156; i++)
+                if (substr(path, i, 1) == "/" && n - i <= 100) return 1
+            return 0
+        }
+        BEGIN { total = 1024; printf "" > keep }
+        { size = $1; path = $0; sub(/^[0-9]+ /, "", path); cost = 512 + int((size + 511) / 512) * 512 }
+        fits(path) && total + cost <= max { total += cost; print path > keep; next }
+        { dropped = dropped (dropped == "" ? "" : ", ") path " (" size " bytes)" }
+        END {
+            if (dropped != "") printf "braindrill: not kept for the next execution (over the " \
+                "state cap of %d bytes, or a name too long): %s\n", max, dropped > "/dev/stderr"
+            print total
+        }' 2>&3 >./.braindrill/state-size
+    total=$(cat ./.braindrill/state-size)
+    printf '\036braindrill-state %s %s\n' "$BD_EXIT_TOKEN" "$total"
+    { tar -c -f - --format=ustar -b 1 --verbatim-files-from -T ./.braindrill/keep
+        cat /dev/zero; } | head -c "$total"
+}
+if [ -n "${BD_STATE_MAX:-}" ]; then
+    printf './%s\n' "$BD_SOURCE" >./.braindrill/skip
+    touch ./.braindrill/stamp  # what the compile step writes is newer: built again, not kept
+fi
 if [ -n "${BD_COMPILE:-}" ]; then
     (exec timeout -s KILL "$BD_COMPILE_TIMEOUT" sh -c "$BD_COMPILE" \
         </dev/null >./.braindrill/compile 2>&1 3>&-)
@@ -61,6 +105,8 @@ if [ -n "${BD_COMPILE:-}" ]; then
     head -c "$BD_COMPILE_OUTPUT" ./.braindrill/compile >&3
     rm -f ./.braindrill/compile
     [ "$rc" -eq 0 ] || exit 0
+    [ -z "${BD_STATE_MAX:-}" ] ||
+        find . -path ./.braindrill -prune -o -type f -newer ./.braindrill/stamp -print >>./.braindrill/skip
     [ "$(head -c 1)" = g ] || exit 0
 fi
 # In a subshell: dash reports a signal death on the fd 2 of the command's redirections.
@@ -81,6 +127,7 @@ if [ -n "${BD_OUTPUT_TOKEN:-}" ]; then
         esac
     done
 fi
+[ -z "${BD_STATE_MAX:-}" ] || save_state
 report=$(printf '\036braindrill-exit %s %s' "$BD_EXIT_TOKEN" "$rc")
 echo "$report"
 echo "$report" >&3
