@@ -63,7 +63,9 @@ class Language:
         if prestart:
             if compile_cmd:
                 raise ValueError(f"{kernel_name}: a compiled language cannot have a prestart")
-            script = CONTAINER.joinpath(prestart["script"]).read_text()
+            parts = prestart["script"]  # a file of container/, or several joined in order
+            parts = [parts] if isinstance(parts, str) else parts
+            script = "\n".join(CONTAINER.joinpath(part).read_text() for part in parts)
             preload = tuple(prestart.get("preload", ()))
             prestart = (*prestart["argv"], script)
         return cls(
