@@ -1,7 +1,9 @@
 """Requests into Executions: the one place where what a user sends is checked.
 
 A REST body (``parse_body``) and a kernel cell (``split_limits``) become the same fields, and
-``make_execution`` turns them into an ``Execution`` with the operator's limits applied. Every
+``make_execution`` turns them into an ``Execution`` with the operator's limits applied; a REST
+body's ``session`` (its id) stays with the handler. ``parse_session_body`` reads the body that
+creates a session. Every
 refusal is an ``InvalidRequest``, ``PayloadTooLarge`` or ``UnknownLanguage`` naming what is wrong
 and what is allowed; only the handlers turn them into HTTP answers.
 """
@@ -16,13 +18,16 @@ from .execution import Execution, Limits
 from .limits import LIMIT_FIELDS, REQUESTABLE, LimitsPolicy
 from .protocol import JOB_DIR
 
-JSON_FIELDS = ("code", "stdin", "args", "files", "limits", "interactive")
+JSON_FIELDS = ("code", "stdin", "args", "files", "limits", "interactive", "session")
+SESSION_FIELDS = ("language",)  # POST /braindrill/sessions
+SESSION_BODY_BYTES = 4096
 LIMITS_MAGIC = "%%limits"
 
 
 def parse_body(body: bytes, content_type: str, policy: LimitsPolicy) -> dict:
     """The fields of a ``POST /lang/<language>`` body: the code itself, or (``application/json``)
-    an object of ``JSON_FIELDS`` with at least ``code``."""
+    an object of ``JSON_FIELDS`` with at least ``code``. A ``session`` is a session id (a
+    string, or null for none); the caller takes it out before ``make_execution``."""
     limit = policy.code_bytes
     is_json = content_type == "application/json"
     if len(body) > (4 * limit if is_json else limit):
@@ -46,7 +51,30 @@ def parse_body(body: bytes, content_type: str, policy: LimitsPolicy) -> dict:
         raise InvalidRequest(f"unknown fields {sorted(unknown)}; allowed: {list(JSON_FIELDS)}")
     if "code" not in data:
         raise InvalidRequest("the JSON body needs 'code'")
+    session = data.get("session")
+    if session is not None and not (isinstance(session, str) and session):
+        raise InvalidRequest("'session' must be a session id (POST /braindrill/sessions) or null")
     return data
+
+
+def parse_session_body(body: bytes) -> str:
+    """The language of a ``POST /braindrill/sessions`` body, ``{"language": "<name or alias>"}``
+    (JSON whatever the Content-Type). The caller checks that the language exists."""
+    if len(body) > SESSION_BODY_BYTES:
+        raise InvalidRequest(f"the body is {len(body)} bytes; at most {SESSION_BODY_BYTES}")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidRequest(f"the body must be JSON {{'language': <name>}}: {e}") from e
+    if not isinstance(data, dict):
+        raise InvalidRequest("the JSON body must be an object with 'language'")
+    unknown = set(data) - set(SESSION_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown fields {sorted(unknown)}; allowed: {list(SESSION_FIELDS)}")
+    language = data.get("language")
+    if not isinstance(language, str) or not language:
+        raise InvalidRequest("'language' must be a language's name or alias (GET /lang)")
+    return language
 
 
 def split_limits(code: str) -> tuple[dict | None, str]:

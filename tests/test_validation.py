@@ -16,6 +16,7 @@ from braindrill_ext.validation import (
     JSON_FIELDS,
     make_execution,
     parse_body,
+    parse_session_body,
     resolve_limits,
     split_limits,
 )
@@ -260,9 +261,63 @@ def test_json_fields_are_given_as_sent(policy):
         "files": {"f": "x"},
         "limits": {"timeout_s": 1},
         "interactive": True,
+        "session": "0123abcd",
     }
     assert set(data) == set(JSON_FIELDS)
     assert parse_body(json.dumps(data).encode(), "application/json", policy) == data
+
+
+@pytest.mark.parametrize("session", [None, "abc"])
+def test_a_session_is_an_id_or_null(policy, session):
+    body = json.dumps({"code": "1", "session": session}).encode()
+    assert parse_body(body, "application/json", policy)["session"] == session
+
+
+@pytest.mark.parametrize("session", ["", 1, True, ["abc"], {"id": "abc"}])
+def test_a_session_that_is_not_an_id_is_refused(policy, session):
+    body = json.dumps({"code": "1", "session": session}).encode()
+    with pytest.raises(InvalidRequest, match="'session' must be a session id"):
+        parse_body(body, "application/json", policy)
+
+
+def test_a_plain_body_has_no_session(policy):
+    body = b'{"code": "1", "session": "abc"}'
+    assert parse_body(body, "text/plain", policy) == {"code": body.decode()}
+
+
+def test_make_execution_takes_no_session(policy):
+    """The handler takes the session out; kernels never pass one."""
+    with pytest.raises(TypeError):
+        make(policy, session="abc")
+    assert make(policy).state is None  # stateless unless a session's run restores one
+
+
+# -- parse_session_body ----------------------------------------------------------------------------
+@pytest.mark.parametrize("body", [b'{"language": "python"}', b'{"language": "PY"}\n'])
+def test_a_session_body_names_a_language(body):
+    assert parse_session_body(body) == json.loads(body)["language"]
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b"", "must be JSON"),
+        (b"python", "must be JSON"),
+        (b"\xff", "must be JSON"),
+        (b'["python"]', "must be an object with 'language'"),
+        (b"{}", "'language' must be"),
+        (b'{"language": ""}', "'language' must be"),
+        (b'{"language": 3}', "'language' must be"),
+        (
+            b'{"language": "python", "code": "1"}',
+            r"unknown fields \['code'\]; allowed: \['language'\]",
+        ),
+        (b'{"language": "' + b"x" * 5000 + b'"}', "at most 4096"),
+    ],
+)
+def test_a_bad_session_body_is_refused(body, message):
+    with pytest.raises(InvalidRequest, match=message):
+        parse_session_body(body)
 
 
 def test_a_plain_body_over_the_code_limit_is_too_large(policy):
