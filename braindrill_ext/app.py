@@ -1,5 +1,5 @@
-"""The Jupyter Server extension: owns the execution engine, hands it to the REST handlers and the
-kernels, registers the handlers."""
+"""The Jupyter Server extension: owns the execution engine and the REST sessions, hands them to the
+REST handlers and the kernels, registers the handlers."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from . import handlers
 from .engine import ExecutionEngine
 from .kernel.loop import KernelLoop
 from .kernel.provisioner import SETTINGS_KEY
+from .sessions import RestSessionManager
 
 
 class BraindrillApp(ExtensionApp):
     """Braindrill: ``POST /lang/<language>`` and kernels whose every cell runs in a fresh container.
 
     Configure the engine through its own classes: ``ExecutionEngine`` (worker hosts, slots,
-    queue, images), ``LimitsPolicy`` (default and maximum limits) and ``WarmPools``.
+    queue, images), ``LimitsPolicy`` (default and maximum limits) and ``WarmPools``; REST
+    sessions through ``RestSessionManager`` (idle timeout, sessions per user).
     """
 
     name = "braindrill_ext"
@@ -29,10 +31,13 @@ class BraindrillApp(ExtensionApp):
         help="The execution engine class.",
     )
     engine = Instance(ExecutionEngine, allow_none=True)
+    sessions = Instance(RestSessionManager, allow_none=True)
 
     def initialize_settings(self):
         self.engine = self.engine_class(parent=self.serverapp, log=self.log)
         self.settings["braindrill_engine"] = self.engine
+        self.sessions = RestSessionManager(parent=self.serverapp, engine=self.engine, log=self.log)
+        self.settings["braindrill_sessions"] = self.sessions
         # The server's kernels live on its loop (bound at the first kernel start).
         self.settings[SETTINGS_KEY] = KernelLoop(self.engine)
 
@@ -41,10 +46,13 @@ class BraindrillApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp):
         """Called by Jupyter Server once its event loop runs: ping hosts, reap, start loops."""
+        self.sessions.ensure_started()
         await self.engine.ensure_started()
 
     async def stop_extension(self):
         """Called by Jupyter Server at shutdown."""
+        if self.sessions is not None:
+            await self.sessions.stop()
         if self.engine is not None:
             await self.engine.stop()
             self.settings[SETTINGS_KEY].close()

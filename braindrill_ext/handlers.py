@@ -1,5 +1,6 @@
 """REST handlers: POST /lang/<language> runs code; GET /lang lists languages; GET
-/braindrill/workers shows the worker hosts. The only module that speaks HTTP."""
+/braindrill/workers shows the worker hosts; /braindrill/sessions creates, lists and ends the
+sessions that carry state between executions. The only module that speaks HTTP."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
@@ -20,11 +22,13 @@ from .errors import (
     TooManyRequests,
     UnknownLanguage,
 )
-from .validation import make_execution, parse_body
+from .sessions import UnknownSession
+from .validation import make_execution, parse_body, parse_session_body
 
 AUTH_RESOURCE = "braindrill"
 HOST_RETRY_AFTER_S = 5  # Retry-After when no worker host could start an execution
 FORMATS = {"application/json": "json", "text/plain": "text", "text/event-stream": "events"}
+SHARED_OWNER = "(server token)"  # the owner of sessions made with the server's own token
 
 
 class BraindrillHandler(APIHandler):
@@ -33,6 +37,25 @@ class BraindrillHandler(APIHandler):
     @property
     def engine(self):
         return self.settings["braindrill_engine"]
+
+    @property
+    def sessions(self):
+        sessions = self.settings["braindrill_sessions"]
+        sessions.ensure_started()  # its expiry loop, on the server's loop
+        return sessions
+
+    @property
+    def owner(self) -> str:
+        """Whose sessions this request sees: its Jupyter user's name. But Jupyter's own identity
+        providers make up a new anonymous user for every request authenticated by the server's
+        shared token without a login cookie (``curl -H "Authorization: token <t>"``), and for
+        every request when auth is off: such requests are all one owner, whoever has the token."""
+        idp = self.identity_provider
+        if not idp.auth_enabled:
+            return SHARED_OWNER
+        if idp.token and idp.is_token_authenticated(self) and idp.get_token(self) == idp.token:
+            return SHARED_OWNER
+        return self.current_user.username
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -45,7 +68,7 @@ class BraindrillHandler(APIHandler):
 
     def engine_error(self, e: Exception) -> web.HTTPError:
         """Translate an engine error into the HTTP error users see."""
-        if isinstance(e, UnknownLanguage):
+        if isinstance(e, (UnknownLanguage, UnknownSession)):
             return web.HTTPError(404, str(e))
         if isinstance(e, PayloadTooLarge):
             return web.HTTPError(413, str(e))
@@ -76,7 +99,8 @@ class ExecutionHandler(BraindrillHandler):
     """POST /lang/<language>: run the body as code in a fresh sandbox.
 
     The body is the code itself, or (Content-Type: application/json) an object with ``code`` and
-    optional ``stdin``, ``args``, ``files``, ``limits`` and ``interactive``. The answer is a JSON
+    optional ``stdin``, ``args``, ``files``, ``limits``, ``interactive`` and ``session`` (run
+    with that session's state, after its earlier executions). The answer is a JSON
     Result, the output as text/plain (status in X-Braindrill-Status), or server-sent events,
     after ``Accept``.
     """
@@ -88,16 +112,17 @@ class ExecutionHandler(BraindrillHandler):
     async def post(self, language: str):
         await self.engine.ensure_started()
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        user = self.current_user.username
         try:
             fields = parse_body(self.request.body, ctype, self.engine.limits)
+            session_id = fields.pop("session", None)
             execution = make_execution(
-                self.engine.registry,
-                self.engine.limits,
-                language,
-                **fields,
-                user=self.current_user.username,
+                self.engine.registry, self.engine.limits, language, **fields, user=user
             )
-        except (UnknownLanguage, InvalidRequest, PayloadTooLarge) as e:
+            session = None if session_id is None else self.sessions.get(self.owner, session_id)
+            if session is not None:
+                self.sessions.check_language(session, execution.language.name)
+        except (UnknownLanguage, UnknownSession, InvalidRequest, PayloadTooLarge) as e:
             raise self.engine_error(e) from e
         fmt = self._response_format()
         on_output = self._on_output if fmt == "events" else None
@@ -105,13 +130,17 @@ class ExecutionHandler(BraindrillHandler):
             self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
             self.set_header("Cache-Control", "no-cache")
             self.set_header("X-Accel-Buffering", "no")
-        self._task = asyncio.ensure_future(self.engine.run(execution, on_output))
+        if session is None:
+            running = self.engine.run(execution, on_output)
+        else:
+            running = self.sessions.run(session, execution, on_output)
+        self._task = asyncio.ensure_future(running)
         try:
             result = await self._task
         except asyncio.CancelledError:
             self.log.info("client went away; execution %s cancelled", execution.id)
             return
-        except (NoCapacity, HostUnavailable, TooManyRequests) as e:
+        except (NoCapacity, HostUnavailable, TooManyRequests, UnknownSession) as e:
             if fmt == "events" and self._headers_written:
                 self._send_event("error", {"message": str(e)})
                 return self.finish()
@@ -174,6 +203,56 @@ class WorkersHandler(BraindrillHandler):
         self.finish(json.dumps(views.workers_model(self.engine)))
 
 
+class SessionsHandler(BraindrillHandler):
+    """``/braindrill/sessions``: the caller's sessions (GET), a new one (POST)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        """GET: the caller's sessions, oldest first."""
+        mine = self.sessions.list_for(self.owner)
+        models = [views.session_model(self.sessions, s) for s in mine]
+        self.finish(json.dumps({"sessions": models}))
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        """POST ``{"language": <name or alias>}``: 201 with the new session."""
+        try:
+            language = parse_session_body(self.request.body)
+            session = self.sessions.create(self.owner, language)
+        except (UnknownLanguage, InvalidRequest, TooManyRequests) as e:
+            raise self.engine_error(e) from e
+        self.set_status(201)
+        self.set_header("Location", url_path_join(self.base_url, "braindrill/sessions", session.id))
+        self.finish(json.dumps(views.session_model(self.sessions, session)))
+
+
+class SessionHandler(BraindrillHandler):
+    """``/braindrill/sessions/<id>``: one of the caller's sessions (GET), its end (DELETE).
+    Another user's session is 404, as an unknown one."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, session_id: str):
+        try:
+            session = self.sessions.get(self.owner, session_id)
+        except UnknownSession as e:
+            raise self.engine_error(e) from e
+        self.finish(json.dumps(views.session_model(self.sessions, session)))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, session_id: str):
+        """End the session and drop its state; an execution still running keeps none."""
+        try:
+            self.sessions.delete(self.owner, session_id)
+        except UnknownSession as e:
+            raise self.engine_error(e) from e
+        self.set_status(204)
+        self.finish()
+
+
 class OpenAPIHandler(BraindrillHandler):
     """GET /braindrill/openapi.json: the OpenAPI 3.1 description of this API, the package's
     ``openapi.json`` (the one copy; tests/test_openapi.py keeps it true) with its server URL set to
@@ -198,5 +277,7 @@ default_handlers = [
     (r"/lang/([^/]+)/info", LanguagesHandler),
     (r"/lang/([^/]+)", ExecutionHandler),
     (r"/braindrill/workers", WorkersHandler),
+    (r"/braindrill/sessions/?", SessionsHandler),
+    (r"/braindrill/sessions/([^/]+)", SessionHandler),
     (r"/braindrill/openapi\.json", OpenAPIHandler),
 ]

@@ -1,9 +1,10 @@
-"""What the REST API shows of the engine: the view models of ``GET /lang`` and
-``GET /braindrill/workers``, beside the handlers that serve them."""
+"""What the REST API shows of the engine: the view models of ``GET /lang``,
+``GET /braindrill/workers`` and ``/braindrill/sessions``, beside the handlers that serve them."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 from .languages import Language
 
@@ -41,3 +42,22 @@ def workers_model(engine) -> dict:
             {**h.status(), "pool": engine.host_pools[h.name].status()} for h in engine.workers
         ],
     }
+
+
+def session_model(sessions, session) -> dict:
+    """One session of ``/braindrill/sessions``; times are ISO 8601 in UTC."""
+    return {
+        "id": session.id,
+        "language": session.language,
+        "created": iso_time(session.created),
+        "last_used": iso_time(session.last_used),
+        "expires_at": iso_time(sessions.expires_at(session)),
+        "executions": session.executions,
+        "state_bytes": sessions.state_bytes(session),
+    }
+
+
+def iso_time(seconds: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC with milliseconds: ``2025-01-31T12:00:00.000Z``."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -39,7 +39,7 @@ from braindrill_ext import records
 from braindrill_ext.execution import Limits, Result, Status
 from braindrill_ext.handlers import default_handlers
 from braindrill_ext.limits import LIMIT_FIELDS, REQUESTABLE
-from braindrill_ext.validation import JSON_FIELDS
+from braindrill_ext.validation import JSON_FIELDS, SESSION_FIELDS
 
 from .helpers import eventually_sync, free_port, leftover_containers
 
@@ -94,6 +94,9 @@ def check_answer(path: str, method: str, code: int, headers, body: bytes):
     responses = operation(path, method)["responses"]
     assert str(code) in responses, f"{method.upper()} {path} answered {code}, not described"
     response = deref(responses[str(code)])
+    if "content" not in response:  # 204
+        assert body == b"" and "Content-Type" not in headers, (code, headers, body)
+        return None
     media = headers.get("Content-Type", "").split(";")[0].strip()
     assert media in response["content"], (
         f"{code} came as {media!r}, not {list(response['content'])}"
@@ -209,7 +212,8 @@ def _json_type(python_type: str) -> str:
 
 
 def test_result_schema_is_the_result_dataclass():
-    fields = [f.name for f in dataclasses.fields(Result)]
+    fields = [f.name for f in dataclasses.fields(Result) if f.name != "state"]  # opaque, not JSON
+    assert list(Result("python", Status.OK, state=b"x").to_json()) == fields
     schema = SCHEMAS["Result"]
     assert list(schema["properties"]) == fields
     assert schema["required"] == fields
@@ -230,6 +234,8 @@ def test_result_schema_is_the_result_dataclass():
         message="why",
         outputs=[{"output_type": "clear_output", "wait": False}],
         error={"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t"]},
+        state=b"\0opaque",
+        state_message="the state is as it was before this execution",
     )
     component("Result").validate(full.to_json())
 
@@ -247,6 +253,8 @@ def test_request_and_limits_schemas_are_the_code():
         if name in requested:
             assert requested[name]["type"] == _json_type(python_type), name
     component("Limits").validate(dataclasses.asdict(Limits()))
+    assert tuple(SCHEMAS["SessionRequest"]["properties"]) == SESSION_FIELDS
+    assert SCHEMAS["SessionRequest"]["required"] == ["language"]
 
 
 def test_output_schemas_are_what_records_produce():
@@ -281,7 +289,11 @@ def test_output_schemas_are_what_records_produce():
 @pytest.fixture
 def braindrill_config():
     # A small code_bytes for the 413, a small maximum for the 400 naming it.
-    return {"LimitsPolicy": {"code_bytes": 4096, "max_timeout_s": 5.0}}
+    # A cap of two sessions for the 429.
+    return {
+        "LimitsPolicy": {"code_bytes": 4096, "max_timeout_s": 5.0},
+        "RestSessionManager": {"max_per_user": 2},
+    }
 
 
 async def test_the_server_serves_the_document(jp_fetch, jp_base_url):
@@ -300,16 +312,22 @@ async def test_the_server_serves_the_document(jp_fetch, jp_base_url):
         ("GET", ("lang",)),
         ("GET", ("braindrill", "workers")),
         ("POST", ("lang", "python")),
+        ("GET", ("braindrill", "sessions")),
+        ("POST", ("braindrill", "sessions")),
+        ("GET", ("braindrill", "sessions", "abc")),
+        ("DELETE", ("braindrill", "sessions", "abc")),
     ],
 )
 async def test_a_wrong_token_is_a_described_403(jp_fetch, method, parts):
-    body = "print(1)" if method == "POST" else None
+    body = {"POST": "print(1)" if parts[0] == "lang" else '{"language": "python"}'}.get(method)
     headers = {"Authorization": "token not-the-token"}
     code, headers, body = await fetch_error(
         jp_fetch(*parts, method=method, body=body, headers=headers)
     )
     assert code == 403
-    path = {"lang/python": "/lang/{language}"}.get("/".join(parts), "/" + "/".join(parts))
+    path = {"lang/python": "/lang/{language}", "braindrill/sessions/abc": SESSION}.get(
+        "/".join(parts), "/" + "/".join(parts)
+    )
     check_answer(path, method.lower(), code, headers, body)
 
 
@@ -437,6 +455,70 @@ async def test_refusals_conform(jp_fetch, name):
     assert code == status, answer
     error = check_answer("/lang/{language}", "post", code, answer_headers, answer)
     assert error["message"]
+
+
+SESSIONS, SESSION = "/braindrill/sessions", "/braindrill/sessions/{session}"
+
+
+async def test_session_answers_conform(jp_fetch):
+    """Every answer of /braindrill/sessions, and a session's refusals in POST /lang."""
+
+    def create(body):
+        return jp_fetch("braindrill", "sessions", method="POST", body=body, headers=JSON)
+
+    response = await create(json.dumps({"language": "py"}))
+    session = check_answer(SESSIONS, "post", 201, response.headers, response.body)
+    assert list(session) == list(SCHEMAS["Session"]["properties"])  # the view model, in order
+    sid = session["id"]
+    response = await jp_fetch("braindrill", "sessions")
+    listed = check_answer(SESSIONS, "get", 200, response.headers, response.body)
+    assert [s["id"] for s in listed["sessions"]] == [sid]
+    response = await jp_fetch("braindrill", "sessions", sid)
+    assert check_answer(SESSION, "get", 200, response.headers, response.body)["id"] == sid
+    for body, status in [(b"{}", 400), (b"[", 400), (json.dumps({"language": "cobol"}), 404)]:
+        code, headers, answer = await fetch_error(create(body))
+        assert code == status, answer
+        check_answer(SESSIONS, "post", code, headers, answer)
+    await create(json.dumps({"language": "c"}))
+    code, headers, answer = await fetch_error(create(json.dumps({"language": "c"})))
+    assert code == 429  # max_per_user
+    check_answer(SESSIONS, "post", code, headers, answer)
+    for language, session_id, status in [("c", sid, 400), ("python", "nope", 404)]:
+        body = json.dumps({"code": "1", "session": session_id})
+        code, headers, answer = await fetch_error(
+            jp_fetch("lang", language, method="POST", body=body, headers=JSON)
+        )
+        assert code == status, answer
+        check_answer("/lang/{language}", "post", code, headers, answer)
+    response = await jp_fetch("braindrill", "sessions", sid, method="DELETE")
+    check_answer(SESSION, "delete", 204, response.headers, response.body)
+    for method in ("GET", "DELETE"):
+        code, headers, answer = await fetch_error(
+            jp_fetch("braindrill", "sessions", sid, method=method)
+        )
+        assert code == 404
+        check_answer(SESSION, method.lower(), code, headers, answer)
+
+
+@pytest.mark.docker
+async def test_session_results_conform(jp_fetch):
+    response = await jp_fetch(
+        "braindrill", "sessions", method="POST", body='{"language": "python"}', headers=JSON
+    )
+    sid = json.loads(response.body)["id"]
+    for request in [
+        {"code": "x = 6 * 7", "session": sid},
+        {"code": "x", "session": sid, "interactive": True, "limits": {"state_mib": 1}},
+        {"code": "import time; x = 0; time.sleep(9)", "session": sid, "limits": {"timeout_s": 1}},
+    ]:
+        response = await jp_fetch(
+            "lang", "python", method="POST", body=json.dumps(request), headers=JSON
+        )
+        result = check_answer("/lang/{language}", "post", 200, response.headers, response.body)
+    assert result["status"] == "timeout" and result["state_message"]
+    response = await jp_fetch("braindrill", "sessions", sid)
+    session = check_answer(SESSION, "get", 200, response.headers, response.body)
+    assert session["executions"] == 3 and session["state_bytes"] > 0
 
 
 # -- schemathesis against a live server ----------------------------------------------------------
