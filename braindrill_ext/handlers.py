@@ -46,7 +46,8 @@ class BraindrillHandler(APIHandler):
 
     @property
     def owner(self) -> str:
-        """Whose sessions this request sees: its Jupyter user's name. But Jupyter's own identity
+        """Who this request is (whose sessions it sees, whose per-user limits it counts against,
+        who the audit line names): its Jupyter user's name. But Jupyter's own identity
         providers make up a new anonymous user for every request authenticated by the server's
         shared token without a login cookie (``curl -H "Authorization: token <t>"``), and for
         every request when auth is off: such requests are all one owner, whoever has the token."""
@@ -112,7 +113,7 @@ class ExecutionHandler(BraindrillHandler):
     async def post(self, language: str):
         await self.engine.ensure_started()
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        user = self.current_user.username
+        user = self.owner  # for the per-user limits and the audit line too
         try:
             fields = parse_body(self.request.body, ctype, self.engine.limits)
             session_id = fields.pop("session", None)
