@@ -184,3 +184,31 @@ def stream_text(messages, name: str = "stdout") -> str:
         for m in messages
         if m["msg_type"] == "stream" and m["content"]["name"] == name
     )
+
+
+# -- a kernel through jupyter_client (a script's BlockingKernelClient) ---------------------------
+def execute_cell(kc, code: str, timeout: float = TIMEOUT, **kwargs) -> tuple[dict, list[dict]]:
+    """Run one cell on a jupyter_client kernel client; returns (execute_reply content, the
+    cell's iopub messages)."""
+    messages = []
+    reply = kc.execute_interactive(
+        code, output_hook=messages.append, timeout=timeout, allow_stdin=False, **kwargs
+    )
+    return reply["content"], messages
+
+
+def result_text(messages) -> str | None:
+    """The text/plain of the cell's ``execute_result`` among ``messages`` (None without one)."""
+    results = [m["content"] for m in messages if m["msg_type"] == "execute_result"]
+    assert len(results) <= 1, results
+    return results[0]["data"]["text/plain"] if results else None
+
+
+def wait_for_stream(kc, text: str, timeout: float = TIMEOUT) -> None:
+    """Read a jupyter_client kernel client's iopub until a stream message contains ``text``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["msg_type"] == "stream" and text in msg["content"]["text"]:
+            return
+    raise AssertionError(f"no output {text!r} within {timeout} s")
