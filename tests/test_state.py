@@ -244,14 +244,20 @@ def test_files_carry_in_bash_within_the_state_cap(kernel, embedded_engine):
     assert "display_data" not in [m["msg_type"] for m in messages]
 
 
-ODD_NAMES = ["' lead.txt'", "-dash.txt", "ünï.txt", "\"$(printf 'nl\\nname.txt')\"", ".hidden"]
+ODD_NAMES = ["' lead.txt'", "-dash.txt", "ünï.txt", "'tab\tquote\"$\\.txt'", ".hidden"]
+NEWLINE_NAME = "\"$(printf 'nl\\nname.txt')\""
 
 
 def test_files_with_odd_names_carry_in_bash(kernel):
+    """Odd names carry; a name with a newline (which a shell's file lists cannot hold) is not
+    kept, and stderr says so."""
     _, kc = kernel("bash")
-    ok(kc, "".join(f"echo kept > ./{name}\n" for name in ODD_NAMES))
+    messages = ok(kc, "".join(f"echo kept > ./{name}\n" for name in [*ODD_NAMES, NEWLINE_NAME]))
+    note = stream_text(messages, "stderr")
+    assert "not kept for the next execution: 1 file(s) whose name holds a newline" in note, note
     checks = "".join(f"[ -f ./{name} ] && echo yes || echo missing {name}\n" for name in ODD_NAMES)
     assert stream_text(ok(kc, checks)) == "yes\n" * len(ODD_NAMES)
+    assert stream_text(ok(kc, f"[ -e ./{NEWLINE_NAME} ] || echo gone")) == "gone\n"
 
 
 def test_the_state_cap_in_python(kernel):
@@ -267,6 +273,17 @@ def test_the_state_cap_in_python(kernel):
     assert "big.bin (2097152 bytes)" in note and "small.txt" not in note, note
     messages = ok(kc, "import os\nprint(os.path.exists('big.bin'), open('small.txt').read(), v)")
     assert stream_text(messages) == "False small 1\n"
+
+
+def test_variables_over_the_state_cap_leave_only_the_largest_out(kernel):
+    _, kc = kernel()
+    ok(kc, "earlier = 'kept'")
+    code = "%%limits state_mib=1\nbig = b'x' * (2 << 20)\nsmall_var = 1\n"
+    note = stream_text(ok(kc, code), "stderr")
+    assert "not kept for the next cell (over the state cap of 1048576 bytes): big (" in note, note
+    assert "small_var" not in note and "earlier" not in note, note
+    messages = ok(kc, "print('big' in dir(), small_var, earlier)")
+    assert stream_text(messages) == "False 1 kept\n"
 
 
 # -- which outcomes keep a cell's state ------------------------------------------------------------

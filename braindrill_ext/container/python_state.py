@@ -10,6 +10,7 @@
 import os
 import sys
 
+WORKDIR = "/work"  # protocol.WORKDIR
 JOB_DIR = ".braindrill"  # protocol.JOB_DIR
 NAMESPACE = ".braindrill/namespace"  # protocol.NAMESPACE: the variables, in a state
 PYTHON_LIB = ".braindrill/lib"  # protocol.PYTHON_LIB: cloudpickle, in a stateful payload
@@ -19,7 +20,7 @@ state = {"max": 0}  # BD_STATE_MAX: 0, no state kept or restored
 # -- state (protocol.JOB_STATE_MAX) -----------------------------------------------------------
 def cloudpickle():
     """The cloudpickle carried in the payload (every container of a kernel pickles alike)."""
-    path = os.path.abspath(PYTHON_LIB)
+    path = os.path.join(WORKDIR, PYTHON_LIB)
     sys.path.insert(0, path)
     try:
         import cloudpickle
@@ -32,7 +33,8 @@ def restore_namespace(namespace):
     """Load the variables an earlier cell left into ``namespace``, before the code runs. The file
     stays until ``save_namespace``: a program that ends without saving leaves them as they were.
     Functions and classes of earlier cells see ``namespace`` as their globals again."""
-    if not state["max"] or not os.path.exists(NAMESPACE):
+    path = os.path.join(WORKDIR, NAMESPACE)  # whatever the current directory
+    if not state["max"] or not os.path.exists(path):
         return
     import pickle
 
@@ -45,16 +47,17 @@ def restore_namespace(namespace):
             return namespace
 
     try:
-        with open(NAMESPACE, "rb") as f:
+        with open(path, "rb") as f:
             namespace.update(Loader(f).load())
     except Exception as e:
         note(f"the variables of earlier cells could not be restored: {type(e).__name__}: {e}")
 
 
 def save_namespace(namespace, hidden):
-    """Pickle the user's variables (not IPython's, nor dunder names) into NAMESPACE. A name whose
-    value cannot be pickled (an open file, a socket, a generator...) is left out and named on
-    stderr; modules are kept by name and imported again."""
+    """Pickle the user's variables (not IPython's, nor dunder names) into NAMESPACE, within the
+    state cap. A name whose value cannot be pickled (an open file, a socket, a generator...) is
+    left out, and so are the largest ones when they do not fit; both are named on stderr.
+    Modules are kept by name and imported again."""
     if not state["max"]:
         return
     import re
@@ -66,38 +69,67 @@ def save_namespace(namespace, hidden):
         and not re.fullmatch(r"_+|_i+|_i?\d+", name)  # IPython's output and input caches
         and not (name in hidden and hidden[name] is value)
     }
-    try:
-        os.remove(NAMESPACE)  # room for the new one (the work directory is small)
-    except OSError:
-        pass
+    path = os.path.join(WORKDIR, NAMESPACE)
+    remove_file(path)  # room for the new one (the work directory is small)
     if not names:
         return
-    pickler = namespace_pickler(cloudpickle(), namespace)
-
-    class Sink:
-        def write(self, data):
-            return len(data)
-
-    try:
-        with open(NAMESPACE, "wb") as f:
-            pickler(f).dump(names)
+    make = namespace_pickler(cloudpickle(), namespace)
+    room = state["max"] - 2048  # the state's tar takes 1024 bytes of end, 512 of header, padding
+    if dump_names(make, names, path) <= room:
         return
-    except Exception:
-        pass
-    left_out = []
+    sizes, unpicklable = {}, []
     for name in sorted(names):
+        counter = Counter()
         try:
-            pickler(Sink()).dump({name: names[name]})
+            make(counter).dump({name: names[name]})
+            sizes[name] = counter.size
         except Exception as e:
-            left_out.append(f"{name} ({type(names.pop(name)).__name__}: {e})")
+            unpicklable.append(f"{name} ({type(names.pop(name)).__name__}: {e})")
+    too_big, total = [], sum(sizes.values())
+    for name in sorted(sizes, key=sizes.get, reverse=True):
+        if total <= room:
+            break
+        total -= sizes[name]
+        del names[name]
+        too_big.append(f"{name} ({sizes[name]} bytes)")
+    if names and dump_names(make, names, path) > room:  # shared objects counted once each
+        too_big = ["the variables (they do not pickle together within the cap)"]
+        remove_file(path)
+    if unpicklable:
+        note("not kept for the next cell (cannot be pickled): " + ", ".join(unpicklable))
+    if too_big:
+        note(
+            f"not kept for the next cell (over the state cap of {state['max']} bytes): "
+            + ", ".join(too_big)
+        )
+
+
+def dump_names(make, names, path):
+    """Pickle ``names`` into ``path``; its size in bytes (more than any cap when it failed)."""
     try:
-        with open(NAMESPACE, "wb") as f:
-            pickler(f).dump(names)
-    except Exception as e:
-        left_out = [f"every variable ({type(e).__name__}: {e})"]
-        os.remove(NAMESPACE)
-    if left_out:
-        note("not kept for the next cell (cannot be pickled): " + ", ".join(left_out))
+        with open(path, "wb") as f:
+            make(f).dump(names)
+            return f.tell()
+    except Exception:
+        remove_file(path)
+        return float("inf")
+
+
+def remove_file(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+class Counter:
+    """A file that only counts what is written to it."""
+
+    size = 0
+
+    def write(self, data):
+        self.size += len(data)
+        return len(data)
 
 
 def namespace_pickler(cloudpickle, namespace):
