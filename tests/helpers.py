@@ -15,6 +15,7 @@ import uuid
 
 import docker
 import pytest
+from jupyter_server.auth.identity import IdentityProvider, User
 
 from braindrill_ext.protocol import OWNER, POOLED
 
@@ -212,3 +213,23 @@ def wait_for_stream(kc, text: str, timeout: float = TIMEOUT) -> None:
         if msg["msg_type"] == "stream" and text in msg["content"]["text"]:
             return
     raise AssertionError(f"no output {text!r} within {timeout} s")
+
+
+# -- two users ---------------------------------------------------------------------------------
+TOKENS = {"alice-token": "alice", "bob-token": "bob"}
+
+
+class TwoUsers(IdentityProvider):
+    """Two users, each with a token of their own (as a multi-user deployment has): a test
+    server's ``ServerApp.identity_provider_class``."""
+
+    def get_user_token(self, handler):
+        token = handler.request.headers.get("Authorization", "").removeprefix("token ").strip()
+        name = TOKENS.get(token)
+        return User(username=name) if name else None
+
+
+def as_user(name: str) -> dict:
+    """The headers of a request by ``name``, one of the ``TwoUsers``."""
+    token = next(t for t, user in TOKENS.items() if user == name)
+    return {"Authorization": f"token {token}"}

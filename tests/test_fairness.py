@@ -9,29 +9,13 @@ import logging
 import re
 
 import pytest
-from jupyter_server.auth.identity import IdentityProvider, User
 from tornado.httpclient import HTTPClientError
 
-from .helpers import containers_left_async, eventually, stream_text, ws_execute
+from .helpers import TwoUsers, as_user, containers_left_async, eventually, stream_text, ws_execute
 
 pytestmark = pytest.mark.docker
 
-TOKENS = {"alice-token": "alice", "bob-token": "bob"}
 SLOW = "import time; time.sleep(3); print('slow')"
-
-
-class TwoUsers(IdentityProvider):
-    """Two users, each with a token of their own (as a multi-user deployment has)."""
-
-    def get_user_token(self, handler):
-        token = handler.request.headers.get("Authorization", "").removeprefix("token ").strip()
-        name = TOKENS.get(token)
-        return User(username=name) if name else None
-
-
-def as_user(name: str) -> dict:
-    token = next(t for t, user in TOKENS.items() if user == name)
-    return {"Authorization": f"token {token}"}
 
 
 async def post(jp_fetch, user: str, code: str):

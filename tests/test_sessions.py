@@ -13,8 +13,7 @@ import time
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from .helpers import containers_left_async, eventually
-from .test_fairness import TwoUsers, as_user
+from .helpers import TwoUsers, as_user, containers_left_async, eventually
 
 USERS = {"ServerApp": {"identity_provider_class": TwoUsers}}
 NO_POOLS = {"WarmPools": {"enabled": False}}  # every container seen belongs to an execution
