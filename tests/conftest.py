@@ -11,11 +11,12 @@ import sys
 
 import docker
 import pytest
+from jupyter_client import KernelManager
 
 from braindrill_ext.kernel import embedded
 from braindrill_ext.versions import default_cache_path
 
-from .helpers import containers_left, leftover_containers, require
+from .helpers import TIMEOUT, containers_left, leftover_containers, require
 
 pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.hosts"]
 
@@ -124,4 +125,27 @@ def embedded_engine(tmp_path_factory):
     finally:
         embedded.shutdown()
         mp.undo()
+    assert containers_left() == []
+
+
+@pytest.fixture
+def start():
+    """Start Braindrill kernels from this process with jupyter_client (``start(language)`` →
+    (manager, client)); shut them down afterwards and check no container is left."""
+    started = []
+
+    def start(language="python"):
+        km = KernelManager(kernel_name=f"braindrill-{language}")
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=TIMEOUT)
+        started.append((km, kc))
+        return km, kc
+
+    yield start
+    for km, kc in started:
+        kc.stop_channels()
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     assert containers_left() == []

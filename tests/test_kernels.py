@@ -12,7 +12,7 @@ import time
 
 import pytest
 import zmq
-from jupyter_client import BlockingKernelClient, KernelManager
+from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 
@@ -20,28 +20,6 @@ from .helpers import containers_left, eventually_sync, labelled_containers, stre
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
 TIMEOUT = 60
-
-
-@pytest.fixture
-def start():
-    """Start Braindrill kernels; shut them down afterwards and check no container is left."""
-    started = []
-
-    def start(language="python"):
-        km = KernelManager(kernel_name=f"braindrill-{language}")
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=TIMEOUT)
-        started.append((km, kc))
-        return km, kc
-
-    yield start
-    for km, kc in started:
-        kc.stop_channels()
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
-    assert containers_left() == []
 
 
 def execute(kc, code, **kwargs):

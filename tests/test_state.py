@@ -18,7 +18,6 @@ import os
 import tarfile
 
 import pytest
-from jupyter_client import KernelManager
 
 from .helpers import (
     TIMEOUT,
@@ -38,26 +37,9 @@ AS_BEFORE = "the state (variables and files) is as it was before"
 
 
 @pytest.fixture
-def kernel(embedded_engine):
-    """Start Braindrill kernels (``kernel(language)`` → (manager, client)) on the module's
-    embedded engine; shut down afterwards, and no container may be left."""
-    started = []
-
-    def kernel(language="python"):
-        km = KernelManager(kernel_name=f"braindrill-{language}")
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=TIMEOUT)
-        started.append((km, kc))
-        return km, kc
-
-    yield kernel
-    for km, kc in started:
-        kc.stop_channels()
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
-    assert containers_left() == []
+def kernel(embedded_engine, start):
+    """``kernel(language)`` → (manager, client), on the module's embedded engine."""
+    return start
 
 
 def ok(kc, code: str) -> list[dict]:
@@ -424,3 +406,41 @@ async def test_the_state_follows_the_kernel_to_another_host(
         return not any(found.values())
 
     assert await eventually(no_containers), worker_daemons.labelled_containers(os.getpid())
+
+
+# -- hostile states ----------------------------------------------------------------------------
+def test_a_state_is_never_unpickled_in_the_server(kernel, tmp_path):
+    """A variable whose unpickling runs code: the code runs in the next cell's sandbox (the
+    user's own), never in the server, which keeps the state unopened."""
+    marker = tmp_path / "unpickled-in-the-server"
+    _, kc = kernel()
+    ok(
+        kc,
+        "import os\n"
+        "class Trap:\n"
+        "    def __reduce__(self):\n"
+        f"        return (os.system, ('touch /work/unpickled-here {marker}',))\n"
+        "trap = Trap()\n",
+    )
+    messages = ok(kc, "import os\nprint(os.path.exists('/work/unpickled-here'))")
+    assert stream_text(messages) == "True\n"
+    assert not marker.exists()
+
+
+def test_output_that_looks_like_a_state_is_output(kernel):
+    """The state record needs the watchdog's token: a program that writes one is printing."""
+    _, kc = kernel()
+    ok(kc, "x = 1")
+    forged = "\\x1ebraindrill-state 0123456789abcdef 5\\nhello"
+    messages = ok(kc, f"print('{forged}')\nx = 2")
+    assert stream_text(messages) == forged.encode().decode("unicode_escape") + "\n"
+    assert result_text(ok(kc, "x")) == "2"
+
+
+def test_links_and_special_files_are_not_carried(kernel):
+    """Only regular files travel: a symbolic link (to a file outside the work directory) or a
+    FIFO left in /work is not there in the next cell, and nothing outside /work is."""
+    _, kc = kernel()
+    ok(kc, "import os\nos.symlink('/etc/hostname', 'link')\nos.mkfifo('fifo')\nopen('/tmp/t', 'w')")
+    messages = ok(kc, "import os\nprint([os.path.lexists(p) for p in ('link', 'fifo', '/tmp/t')])")
+    assert stream_text(messages) == "[False, False, False]\n"
