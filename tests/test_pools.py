@@ -17,11 +17,13 @@ pytestmark = pytest.mark.docker
 
 # What an execution can see of its container: its id (cgroup v1 path or hostname), the processes
 # alive when it starts, and whether an earlier execution's file is there.
+# A fresh container: a new hostname, no mark of an earlier execution in /tmp (not /work, which a
+# kernel's state carries to its next cell on purpose), its own processes only.
 PROBE = (
     "import os, socket\n"
     "pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
-    "print(socket.gethostname(), os.path.exists('/work/mark'), len(pids))\n"
-    "open('/work/mark', 'w').write('x')\n"
+    "print(socket.gethostname(), os.path.exists('/tmp/mark'), len(pids))\n"
+    "open('/tmp/mark', 'w').write('x')\n"
 )
 
 
