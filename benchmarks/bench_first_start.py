@@ -22,6 +22,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 
 from common import machine_summary, percentile, print_table
 
@@ -55,8 +56,14 @@ STEPS = ("import", "start_kernel", "wait_for_ready", "second start_kernel", "sec
 
 
 def sample(python: str, kernel: str) -> dict:
+    # Not from the checkout: `python -c` would import its braindrill_ext, not the environment's.
     out = subprocess.run(
-        [python, "-c", PROBE, kernel], capture_output=True, text=True, timeout=300, check=True
+        [python, "-c", PROBE, kernel],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=tempfile.gettempdir(),
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 

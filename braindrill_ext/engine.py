@@ -220,12 +220,15 @@ class ExecutionEngine(LoggingConfigurable):
         await asyncio.shield(self._started)
 
     async def start(self) -> None:
-        """Ping every host, remove what a crashed predecessor left, start the background loops."""
+        """Ping every host, remove what a crashed predecessor left, start the background loops.
+        The warm pools fill in the background: a process's first kernel (or request) does not
+        wait for warm containers (it goes cold if none is ready yet)."""
         await asyncio.gather(*(h.ping() for h in self._engines()))
         await self.reap()
-        await self._maintain_pools()
         self._tasks = [
-            asyncio.ensure_future(self._every(self.pool_interval_s, self._maintain_pools)),
+            asyncio.ensure_future(
+                self._every(self.pool_interval_s, self._maintain_pools, now=True)
+            ),
             asyncio.ensure_future(self._every(self.health_interval_s, self._check_health)),
             asyncio.ensure_future(self._every(self.reap_interval_s, self.reap)),
         ]
@@ -250,9 +253,11 @@ class ExecutionEngine(LoggingConfigurable):
     def _engines(self) -> list[WorkerHost]:
         return [*self.workers, self.image_source] if self.image_source else list(self.workers)
 
-    async def _every(self, seconds, job):
+    async def _every(self, seconds, job, now=False):
         while True:
-            await asyncio.sleep(seconds)
+            if not now:
+                await asyncio.sleep(seconds)
+            now = False
             try:
                 await job()
             except Exception:
