@@ -194,9 +194,9 @@ def send_state(limit, token, source):
     out.write(b"\036braindrill-state %s %d\n" % (token.encode(), total), framing=True)
     for size, path, header in kept:
         out.write(header)
+        left = size
         try:
             with open(path, "rb") as f:
-                left = size
                 while left:
                     chunk = f.read(min(left, 1 << 16))
                     if not chunk:
@@ -204,7 +204,7 @@ def send_state(limit, token, source):
                     out.write(chunk)
                     left -= len(chunk)
         except OSError:
-            left = size
+            pass  # gone or unreadable since it was listed: zeros instead
         out.write(bytes(left + (-size % 512)))  # what could not be read, then the padding
     out.close()
 
