@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import zmq
@@ -17,18 +16,11 @@ from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 
 from .helpers import containers_left, eventually_sync, labelled_containers, stream_text
+from .helpers import execute_cell as execute
+from .helpers import wait_for_stream as wait_output
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
 TIMEOUT = 60
-
-
-def execute(kc, code, **kwargs):
-    """Run one cell; returns (reply content, iopub messages of that cell)."""
-    messages = []
-    reply = kc.execute_interactive(
-        code, output_hook=messages.append, timeout=TIMEOUT, allow_stdin=False, **kwargs
-    )
-    return reply["content"], messages
 
 
 def errors(messages):
@@ -40,16 +32,6 @@ def wait_reply(kc, msg_id):
         reply = kc.get_shell_msg(timeout=TIMEOUT)
         if reply["parent_header"].get("msg_id") == msg_id:
             return reply["content"]
-
-
-def wait_output(kc, text):
-    """Read iopub until a stream message contains ``text``."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        msg = kc.get_iopub_msg(timeout=TIMEOUT)
-        if msg["msg_type"] == "stream" and text in msg["content"]["text"]:
-            return
-    raise AssertionError(f"no output {text!r}")
 
 
 @pytest.mark.parametrize(
