@@ -44,11 +44,7 @@ def parse_body(body: bytes, content_type: str, policy: LimitsPolicy) -> dict:
         data = json.loads(text)
     except ValueError as e:
         raise InvalidRequest(f"malformed JSON body: {e}") from e
-    if not isinstance(data, dict):
-        raise InvalidRequest("the JSON body must be an object with at least 'code'")
-    unknown = set(data) - set(JSON_FIELDS)
-    if unknown:
-        raise InvalidRequest(f"unknown fields {sorted(unknown)}; allowed: {list(JSON_FIELDS)}")
+    _check_object(data, JSON_FIELDS, "at least 'code'")
     if "code" not in data:
         raise InvalidRequest("the JSON body needs 'code'")
     session = data.get("session")
@@ -66,15 +62,20 @@ def parse_session_body(body: bytes) -> str:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise InvalidRequest(f"the body must be JSON {{'language': <name>}}: {e}") from e
-    if not isinstance(data, dict):
-        raise InvalidRequest("the JSON body must be an object with 'language'")
-    unknown = set(data) - set(SESSION_FIELDS)
-    if unknown:
-        raise InvalidRequest(f"unknown fields {sorted(unknown)}; allowed: {list(SESSION_FIELDS)}")
+    _check_object(data, SESSION_FIELDS, "'language'")
     language = data.get("language")
     if not isinstance(language, str) or not language:
         raise InvalidRequest("'language' must be a language's name or alias (GET /lang)")
     return language
+
+
+def _check_object(data, fields: tuple[str, ...], needs: str) -> None:
+    """A JSON body must be an object of ``fields`` only (``needs`` says what it must hold)."""
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"the JSON body must be an object with {needs}")
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise InvalidRequest(f"unknown fields {sorted(unknown)}; allowed: {list(fields)}")
 
 
 def split_limits(code: str) -> tuple[dict | None, str]:
