@@ -120,7 +120,7 @@ class ExecutionHandler(BraindrillHandler):
             execution = make_execution(
                 self.engine.registry, self.engine.limits, language, **fields, user=user
             )
-            session = None if session_id is None else self.sessions.get(self.owner, session_id)
+            session = None if session_id is None else self.sessions.get(user, session_id)
             if session is not None:
                 self.sessions.check_language(session, execution.language.name)
         except (UnknownLanguage, UnknownSession, InvalidRequest, PayloadTooLarge) as e:

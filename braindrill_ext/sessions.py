@@ -190,9 +190,9 @@ class RestSessionManager(LoggingConfigurable):
     async def run(self, session: Session, execution: Execution, on_output=None) -> Result:
         """Run ``execution`` with the session's state, after the session's earlier executions
         (one at a time, in order of arrival), and keep the state it leaves (``StateStore.run``).
+        The caller has checked the language (``check_language``, before it answers anything).
         Raises ``UnknownSession`` when the session ended while the execution waited, and what
         ``engine.run`` raises."""
-        self.check_language(session, execution.language.name)
         session.pending += 1
         try:
             async with session.lock:
