@@ -38,6 +38,11 @@ class Limits:
     output_record_bytes: int = 8 << 20  # one rich output
     state_mib: int = 64  # the state a kernel or session carries to its next execution
 
+    @property
+    def state_bytes(self) -> int:
+        """``state_mib`` in bytes: the most a state's tar may take."""
+        return self.state_mib << 20
+
 
 @dataclass
 class Execution:

@@ -68,7 +68,7 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes
     }
     stateful = execution.state is not None
     if stateful:
-        job[p.JOB_STATE_MAX] = str(limits.state_mib << 20)
+        job[p.JOB_STATE_MAX] = str(limits.state_bytes)
         job[p.JOB_SOURCE] = shlex.quote(lang.source_file)
     if lang.compile:
         job[p.JOB_COMPILE] = shlex.quote(shlex.join(lang.compile))
@@ -243,7 +243,7 @@ class Sandbox:
             output_token=tokens.output,
             display_bytes=lim.display_bytes,
             output_record_bytes=lim.output_record_bytes,
-            state_bytes=(lim.state_mib << 20) if execution.state is not None else None,
+            state_bytes=lim.state_bytes if execution.state is not None else None,
         )
         payload = build_payload(execution, lim, tokens)
         if _readable(self._sock):
