@@ -264,13 +264,17 @@ class ExecutionEngine(LoggingConfigurable):
                 self.log.exception("braindrill background job %s failed", job.__name__)
 
     async def _check_health(self):
-        """Ping every host; a host that answers again gets queued work and its leftovers reaped.
-        Called every ``health_interval_s`` by the health loop."""
-        was = {h.name: h.schedulable for h in self.workers}
+        """Ping every host; a host that answers again gets queued work and its leftovers reaped
+        (after a failure, its warm containers too: they did not outlive its engine). Called
+        every ``health_interval_s`` by the health loop."""
+        was = {h.name: (h.schedulable, h.failed) for h in self.workers}
         await asyncio.gather(*(h.ping() for h in self._engines()))
-        back = [h for h in self.workers if h.schedulable and not was[h.name]]
+        back = [h for h in self.workers if h.schedulable and not was[h.name][0]]
         if back:
             self.scheduler.dispatch()
+            await asyncio.gather(
+                *(self.host_pools[h.name].discard() for h in back if was[h.name][1])
+            )
             await self.reaper.sweep(back)
 
     async def reap(self) -> int:

@@ -209,10 +209,16 @@ class HostPool:
         self._closed = True
         # Fills in flight finish and, seeing the pool closed, destroy what they made.
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.discard()
+
+    async def discard(self) -> None:
+        """Destroy the warm containers waiting now, then refill. Called at shutdown (``close``)
+        and by the engine when its host is back after a failure: they died with its engine."""
         for pool in self.pools.values():
             while pool.ready:
                 sandbox, _ = pool.ready.popleft()
                 await self._destroy(sandbox)
+        self.fill()
 
     def status(self) -> dict:
         return {
