@@ -14,14 +14,25 @@ import time
 import uuid
 
 import docker
-from traitlets import Dict, Float, Instance, Integer, List, TraitError, Unicode, default, validate
+from traitlets import (
+    Dict,
+    Enum,
+    Float,
+    Instance,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import LoggingConfigurable
 
 from . import metrics, protocol
 from .errors import BraindrillError, HostUnavailable, ImageMissing
 from .execution import Execution, Result, Status
 from .fairness import UserLimits
-from .hostspec import check_host_spec, make_client
+from .hostspec import SANDBOX_KINDS, check_host_spec, make_client
 from .languages import Language, LanguageRegistry
 from .limits import LimitsPolicy
 from .pool import HostPool, WarmPools
@@ -46,8 +57,17 @@ class ExecutionEngine(LoggingConfigurable):
         Dict(),
         config=True,
         help="Worker hosts: dicts with name, url (unix://, tcp:// or ssh://; empty = DOCKER_HOST "
-        "or the local socket), slots, runtime (OCI runtime, e.g. runsc), tls {ca, cert, key}, "
-        "insecure (allow tcp:// without TLS), images {language: image}. Default: the local engine.",
+        "or the local socket), slots, runtime (OCI runtime, e.g. runsc), sandbox ('container' "
+        "or 'nested'), tls {ca, cert, key}, insecure (allow tcp:// without TLS), images "
+        "{language: image}. Default: the local engine.",
+    )
+    sandbox = Enum(
+        SANDBOX_KINDS,
+        "container",
+        config=True,
+        help="The sandbox kind of a host whose entry sets none: 'container' (a fresh container "
+        "per execution) or 'nested' (slot runners, a fresh nested namespace sandbox per "
+        "execution; see the README for what it trades).",
     )
     slots = Integer(4, config=True, help="Concurrent executions on a host whose entry sets none.")
     queue_size = Integer(64, config=True, help="Executions that may wait for a slot; more get 503.")
@@ -176,12 +196,13 @@ class ExecutionEngine(LoggingConfigurable):
         return HostPool(host, self.pools, labels, self.limits.defaults, self.reaper, self.log)
 
     def _make_host(self, spec: dict) -> WorkerHost:
-        return WorkerHost(
+        host = WorkerHost(
             spec["name"],
             self._connector(spec.get("url", ""), spec.get("tls")),
             int(spec.get("slots", self.slots)),
             memory_mib=spec.get("memory_mib"),
             runtime=spec.get("runtime", ""),
+            sandbox=spec.get("sandbox", self.sandbox),
             images={**self.images, **spec.get("images", {})},
             docker_timeout_s=self.docker_timeout_s,
             ping_timeout_s=self.ping_timeout_s,
@@ -189,6 +210,11 @@ class ExecutionEngine(LoggingConfigurable):
             on_image=self.versions.learn,
             log=self.log,
         )
+        host.runner_options = {
+            "max_executions": self.pools.runner_executions,
+            "max_age_s": self.pools.ttl_s,
+        }
+        return host
 
     def _make_image_source(self) -> WorkerHost | None:
         """The master's own engine, which hosts that lack an image copy it from; None when it is
@@ -397,10 +423,11 @@ class ExecutionEngine(LoggingConfigurable):
             self.reaper.abandon(host, sandbox.labels[protocol.EXECUTION])
 
     async def _clean_up(self, host: WorkerHost, sandbox, execution: Execution) -> None:
-        """Remove an execution's container, then free its slot and memory and refill the host's
-        pool."""
+        """Remove an execution's container (or give its slot runner back to the pool), then free
+        its slot and memory and refill the host's pool."""
         try:
-            await self._destroy(host, sandbox)
+            if not self.host_pools[host.name].recycle(sandbox):
+                await self._destroy(host, sandbox)
         finally:
             self.scheduler.release(host, execution.memory_mib, completed=True)
             self.host_pools[host.name].fill()

@@ -7,7 +7,10 @@ import importlib.util
 import docker
 from traitlets import TraitError
 
-HOST_KEYS = {"name", "url", "slots", "memory_mib", "runtime", "tls", "insecure", "images"}
+HOST_KEYS = {
+    "name", "url", "slots", "memory_mib", "runtime", "sandbox", "tls", "insecure", "images",
+}  # fmt: skip
+SANDBOX_KINDS = ("container", "nested")
 TLS_KEYS = {"ca", "cert", "key"}
 SCHEMES = ("unix://", "tcp://", "ssh://")
 
@@ -39,6 +42,10 @@ def check_host_spec(spec, names: set) -> None:
     ):
         raise TraitError(
             f"worker host {name!r}: memory_mib must be an integer >= 1 (MiB), got {memory!r}"
+        )
+    if spec.get("sandbox", "container") not in SANDBOX_KINDS:
+        raise TraitError(
+            f"worker host {name!r}: sandbox must be one of {SANDBOX_KINDS}, got {spec['sandbox']!r}"
         )
     tls = spec.get("tls")
     if tls is not None:

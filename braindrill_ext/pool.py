@@ -29,6 +29,8 @@ from .protocol import EXECUTION
 
 # Limits fixed when a container is created; a request that changes one takes the cold path.
 CONTAINER_LIMITS = ("memory_mib", "cpus", "pids", "workdir_mib", "nofile", "compile_memory_mib")
+# A slot runner's: the others it applies before the execution (runner.py).
+RUNNER_LIMITS = ("pids", "workdir_mib", "nofile")
 
 
 class WarmPools(LoggingConfigurable):
@@ -41,7 +43,15 @@ class WarmPools(LoggingConfigurable):
         config=True,
         help="Per-language {'min': n, 'max': n}; {'max': 0} turns the pool off for a language.",
     )
-    ttl_s = Float(300.0, config=True, help="An idle warm container is replaced after this, in s.")
+    ttl_s = Float(
+        300.0,
+        config=True,
+        help="A warm container waiting longer, or a slot runner (sandbox 'nested') older, is "
+        "replaced, in s.",
+    )
+    runner_executions = Integer(
+        1000, config=True, help="A slot runner is replaced after this many executions."
+    )
     shrink_after_s = Float(60.0, config=True, help="Shrink a pool by one after this long idle, s.")
     retry_after_s = Float(30.0, config=True, help="Wait before refilling a pool that failed, s.")
 
@@ -52,11 +62,13 @@ class WarmPools(LoggingConfigurable):
                 raise TraitError(f"WarmPools.languages[{lang!r}] must be {{'min': n, 'max': n}}")
         return proposal["value"]
 
-    def bounds(self, language: str) -> tuple[int, int]:
+    def bounds(self, language: str, slots: int = 0) -> tuple[int, int]:
+        """A language's pool size bounds; ``slots``: on a host of slot runners, which may keep
+        one runner per slot unless the language's own maximum says otherwise."""
         if not self.enabled:
             return 0, 0
         sizes = self.languages.get(language, {})
-        high = sizes.get("max", self.max_size)
+        high = sizes.get("max", max(self.max_size, slots))
         return min(sizes.get("min", self.min_size), high), high
 
 
@@ -102,10 +114,13 @@ class HostPool:
         """The memory limits of the warm containers (ready and being created)."""
         return sum((len(p.ready) + p.filling) * p.memory_mib for p in self.pools.values())
 
+    def _bounds(self, lang: Language) -> tuple[int, int]:
+        return self.policy.bounds(lang.name, self.host.slots if self.host.nests(lang) else 0)
+
     def _pool(self, lang: Language) -> _LanguagePool:
         pool = self.pools.get(lang.name)
         if pool is None:
-            low, _ = self.policy.bounds(lang.name)
+            low, _ = self._bounds(lang)
             pool = self.pools[lang.name] = _LanguagePool(lang, self.limits_for(lang), target=low)
         return pool
 
@@ -113,7 +128,7 @@ class HostPool:
         """A warm sandbox for ``execution``, or None (then the caller starts a cold one). Counts a
         miss, which grows the pool, and schedules a refill."""
         lang = execution.language
-        low, high = self.policy.bounds(lang.name)
+        low, high = self._bounds(lang)
         if high == 0:
             return None
         if not execution.warm:
@@ -122,15 +137,13 @@ class HostPool:
         if pool.language != lang:  # a variant (another run command, no prestart): go cold
             return None
         pool.last_used = time.monotonic()
-        if any(
-            getattr(execution.limits, k, None) != getattr(pool.limits, k, None)
-            for k in CONTAINER_LIMITS
-        ):
+        fixed = RUNNER_LIMITS if self.host.nests(lang) else CONTAINER_LIMITS
+        if any(getattr(execution.limits, k) != getattr(pool.limits, k) for k in fixed):
             return None
         sandbox = None
         while pool.ready and sandbox is None:
             candidate, born = pool.ready.popleft()
-            if time.monotonic() - born < self.policy.ttl_s:
+            if time.monotonic() - born < self.policy.ttl_s and _lasts(candidate, execution):
                 sandbox = candidate
             else:
                 self._spawn(self._destroy(candidate))
@@ -141,6 +154,21 @@ class HostPool:
             pool.hits += 1
         self.fill()
         return sandbox
+
+    def recycle(self, sandbox) -> bool:
+        """Take back a slot runner after its execution if it may run another (``reusable``) and
+        its pool has room; False: the caller removes it. A container is never reused."""
+        pool = self.pools.get(sandbox.language.name)
+        if self._closed or not getattr(sandbox, "reusable", False) or not self.host.schedulable:
+            return False
+        if pool is None or pool.language != sandbox.language:
+            return False
+        if any(getattr(sandbox.limits, k) != getattr(pool.limits, k) for k in RUNNER_LIMITS):
+            return False
+        if len(pool.ready) + pool.filling >= self._bounds(pool.language)[1]:
+            return False
+        pool.ready.append((sandbox, sandbox.born))
+        return True
 
     def fill(self) -> None:
         """Start creating warm containers where a pool is below target and the host has room."""
@@ -186,11 +214,11 @@ class HostPool:
         """Replace containers past their TTL, shrink idle pools, refill; pools with a minimum
         exist from the start. Called every ``pool_interval_s`` by the remote kernel manager."""
         for lang in languages:
-            if self.policy.bounds(lang.name)[0] > 0:
+            if self._bounds(lang)[0] > 0:
                 self._pool(lang)
         now = time.monotonic()
         for pool in self.pools.values():
-            low, high = self.policy.bounds(pool.language.name)
+            low, high = self._bounds(pool.language)
             if now - pool.last_used > self.policy.shrink_after_s and pool.target > low:
                 pool.target -= 1
                 pool.last_used = now
@@ -240,3 +268,11 @@ class HostPool:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _lasts(sandbox, execution: Execution) -> bool:
+    """Whether a warm container or runner outlives ``execution``'s limits (its in-container
+    backstop; a runner's counts from its creation)."""
+    deadline = getattr(sandbox, "deadline", None)
+    lim = execution.limits
+    return deadline is None or time.monotonic() + lim.compile_timeout_s + lim.timeout_s < deadline

@@ -64,6 +64,8 @@ JOB_SOURCE = "BD_SOURCE"  # the source file, which a state does not keep
 JOB_COMPILE_TIMEOUT = "BD_COMPILE_TIMEOUT"
 JOB_COMPILE_OUTPUT = "BD_COMPILE_OUTPUT"
 
+NO_PAYLOAD = 123  # the exit code of a sandbox whose stdin closed before a payload came
+
 # -- the sandbox's environment ---------------------------------------------------------------------
 WORKDIR = "/work"
 DISPLAY_DIR = f"{WORKDIR}/{JOB_DIR}/display"  # $BRAINDRILL_DISPLAY: files shown at the end
@@ -76,6 +78,7 @@ COMPILE_MARK = b"\x1ebraindrill-compile "
 OUTPUT_MARK = b"\x1ebraindrill-output "
 STATE_MARK = b"\x1ebraindrill-state "
 EXIT_MARK = b"\x1ebraindrill-exit "
+RUNNER_MARK = b"\x1ebraindrill-runner "  # a slot runner's report (runner.sh), after the exit report
 MAX_HEADER = 64  # the longest header line of a report or record
 
 # -- labels ----------------------------------------------------------------------------------------

@@ -114,6 +114,8 @@ def python_lib() -> dict[str, str]:
 class Sandbox:
     """One container for one execution. Create with ``host.sandbox(...)``."""
 
+    HOST_CONFIG: dict = {}  # HostConfig fields create_host_config has no argument for
+
     def __init__(
         self,
         host,
@@ -161,13 +163,41 @@ class Sandbox:
 
     def _prepare_sync(self):
         api = self.host.client.api
+        life = self.life_s
+        labels = {**self.labels, p.EXPIRES: p.expires_label(life + 60)}
+        container = api.create_container(
+            self.image,
+            entrypoint=[],  # the image's own (scipy-notebook's start.sh) would run first
+            command=["timeout", "-s", "KILL", str(life), *self._program()],
+            user=SANDBOX_USER,
+            working_dir=p.WORKDIR,
+            environment=ENVIRONMENT,
+            stdin_open=True,  # the SDK also sets StdinOnce: stdin closes when we detach
+            network_disabled=not self.language.network,
+            labels=labels,
+            host_config={**api.create_host_config(**self._host_config()), **self.HOST_CONFIG},
+        )
+        self.container_id = cid = container["Id"]
+        self._sock = sock = api.attach_socket(
+            cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        _raw(sock).settimeout(None)
+        api.start(cid)
+
+    @property
+    def life_s(self) -> int:
+        """The in-container backstop: the container is killed this long after it started."""
+        lim = self.limits
+        return int(lim.compile_timeout_s + lim.timeout_s + 2 * GRACE_S) + self.idle_life_s
+
+    def _host_config(self) -> dict:
+        """The container's isolation and limits (``create_host_config`` arguments)."""
         lim = self.limits
         # A compiled language starts under its compile memory limit; _start_run_sync sets the run
         # limit before the program starts.
         memory = lim.compile_memory_mib if self.language.compile else lim.memory_mib
-        life = int(lim.compile_timeout_s + lim.timeout_s + 2 * GRACE_S) + self.idle_life_s
         work = f"rw,exec,nosuid,nodev,size={lim.workdir_mib}m,uid=65534,gid=65534,mode=0700"
-        host_config = api.create_host_config(
+        return dict(
             init=True,
             network_mode="bridge" if self.language.network else "none",
             read_only=True,
@@ -186,25 +216,6 @@ class Sandbox:
             log_config={"Type": "none"},
             runtime=self.host.runtime or None,
         )
-        labels = {**self.labels, p.EXPIRES: p.expires_label(life + 60)}
-        container = api.create_container(
-            self.image,
-            entrypoint=[],  # the image's own (scipy-notebook's start.sh) would run first
-            command=["timeout", "-s", "KILL", str(life), *self._program()],
-            user=SANDBOX_USER,
-            working_dir=p.WORKDIR,
-            environment=ENVIRONMENT,
-            stdin_open=True,  # the SDK also sets StdinOnce: stdin closes when we detach
-            network_disabled=not self.language.network,
-            labels=labels,
-            host_config=host_config,
-        )
-        self.container_id = cid = container["Id"]
-        self._sock = sock = api.attach_socket(
-            cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-        )
-        _raw(sock).settimeout(None)
-        api.start(cid)
 
     def _program(self) -> list[str]:
         """What waits for the payload: the language's prestarted interpreter, or the bootstrap."""
@@ -335,27 +346,40 @@ class Sandbox:
         When a stream goes past its cap the container is killed (from another thread) and the
         rest is drained and dropped: the engine cannot finish killing a container whose output
         nobody reads."""
-        sock = self._sock
         killing = run_started = False
-        while not collector.done:
+        for stream, chunk in self._chunks(collector):
+            if not collector.feed(stream, chunk) and not killing:
+                killing = True
+                self.host.executor.submit(self._kill_sync)
+            if collector.compile_done and not run_started:
+                run_started = True
+                if collector.compile_exit == 0:
+                    self._start_run_sync()
+        collector.finish()
+
+    def _chunks(self, collector: OutputCollector):
+        """The output up to the exit report (or the end of the stream)."""
+        if collector.done:
+            return
+        for stream, chunk in self._frames():
+            yield stream, chunk
+            if collector.done:
+                return
+
+    def _frames(self):
+        """``(stream, bytes)`` as the attach stream delivers them, until it ends."""
+        sock = self._sock
+        while True:
             header = _read_exactly(sock, 8)
             if header is None:
-                collector.finish()
                 return
             stream, size = struct.unpack(">BxxxL", header)
             while size:
                 chunk = _recv(sock, min(size, 65536))
                 if not chunk:
-                    collector.finish()
                     return
                 size -= len(chunk)
-                if not collector.feed(stream, chunk) and not killing:
-                    killing = True
-                    self.host.executor.submit(self._kill_sync)
-                if collector.compile_done and not run_started:
-                    run_started = True
-                    if collector.compile_exit == 0:
-                        self._start_run_sync()
+                yield stream, chunk
 
     def _start_run_sync(self) -> None:
         """Runs in the reader thread once the compile step succeeded: set the run memory limit,

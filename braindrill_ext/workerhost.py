@@ -14,6 +14,7 @@ from . import metrics
 from .errors import TRANSPORT_ERRORS, HostUnavailable, ImageMissing, reason_of
 from .images import copy_image, image_id, resolve_image
 from .languages import Language
+from .runner import Runner
 from .sandbox import Sandbox
 
 UNABLE_RETRY_S = 300.0  # try again to get an image this long after failing
@@ -49,6 +50,7 @@ class WorkerHost:
         *,
         memory_mib: int | None = None,
         runtime: str = "",
+        sandbox: str = "container",
         images: dict | None = None,
         docker_timeout_s: float = 20.0,
         ping_timeout_s: float = 3.0,
@@ -64,6 +66,8 @@ class WorkerHost:
         self._on_image = on_image or (lambda language, image, image_id: None)
         self.slots = slots
         self.runtime = runtime
+        self.sandbox_kind = sandbox  # "container" or "nested" (runner.py)
+        self.runner_options: dict = {}  # max_executions, max_age_s of its runners (the pools')
         self.image_overrides = images or {}
         self.ping_timeout_s = ping_timeout_s
         self.lost_after_pings = max(1, lost_after_pings)
@@ -139,7 +143,15 @@ class WorkerHost:
             if not failed.done():
                 failed.cancel()
 
+    def nests(self, language: Language) -> bool:
+        """Whether ``language`` runs in slot runners here (not a language with network access:
+        a nested sandbox has none)."""
+        return self.sandbox_kind == "nested" and not language.network
+
     def sandbox(self, language: Language, image: str, limits, labels: dict, **kwargs) -> Sandbox:
+        """A container for one execution, or a slot runner where ``language`` nests."""
+        if self.nests(language):
+            return Runner(self, language, image, limits, labels, **kwargs, **self.runner_options)
         return Sandbox(self, language, image, limits, labels, **kwargs)
 
     # -- images ----------------------------------------------------------------------------------
@@ -280,6 +292,7 @@ class WorkerHost:
             "copying": dict(self._copying),
             "unable": dict(self.unable),
             "runtime": self.runtime or None,
+            "sandbox": self.sandbox_kind,
         }
 
     def close(self) -> None:

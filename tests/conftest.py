@@ -68,11 +68,19 @@ VERSIONS = default_cache_path()
 
 
 @pytest.fixture
-def jp_server_config(braindrill_config):
+def sandbox_kind():
+    """The test server's default sandbox kind. A module whose tests must hold for both kinds
+    says ``sandbox_kind = helpers.sandbox_kinds``."""
+    return "container"
+
+
+@pytest.fixture
+def jp_server_config(braindrill_config, sandbox_kind):
     config = {
         "ServerApp": {"jpserver_extensions": {"braindrill_ext": True}},
         "IdentityProvider": {"token": TOKEN},
         "ImageVersions": {"cache_path": VERSIONS},
+        "RemoteKernelManager": {"sandbox": sandbox_kind},
     }
     for section, values in braindrill_config.items():
         config.setdefault(section, {}).update(values)

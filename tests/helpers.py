@@ -17,6 +17,7 @@ import docker
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
 
+from braindrill_ext.hostspec import SANDBOX_KINDS
 from braindrill_ext.protocol import OWNER, POOLED
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -32,6 +33,13 @@ def require(problem: str | None) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and this test cannot run: {problem}", pytrace=False)
     pytest.skip(problem)
+
+
+@pytest.fixture(params=SANDBOX_KINDS)
+def sandbox_kinds(request):
+    """In a module, ``sandbox_kind = sandbox_kinds`` runs each of its tests (with a test server)
+    once per sandbox kind: a fresh container per execution, and slot runners."""
+    return request.param
 
 
 def free_port() -> int:

@@ -34,6 +34,11 @@ def test_good_specs_pass_and_their_name_is_taken(spec):
     assert check(spec) == {spec["name"]}
 
 
+def test_an_unknown_sandbox_kind_is_refused():
+    with pytest.raises(TraitError, match="sandbox must be one of"):
+        check({"name": "a", "sandbox": "vm"})
+
+
 def test_every_documented_key_is_accepted():
     spec = {
         "name": "a",
@@ -41,6 +46,7 @@ def test_every_documented_key_is_accepted():
         "slots": 2,
         "memory_mib": 512,
         "runtime": "runc",
+        "sandbox": "nested",
         "tls": TLS,
         "insecure": False,
         "images": {},

@@ -14,6 +14,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from .helpers import eventually, workers
+from .helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
 
 HELLO = "hello, world\n"
 STDIN = "braindrill\n"

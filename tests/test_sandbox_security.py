@@ -10,8 +10,10 @@ import pytest
 
 from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.execution import Execution, Limits
-from braindrill_ext.protocol import LABEL
+from braindrill_ext.protocol import LABEL, RUNNER_MARK
 from braindrill_ext.sandbox import GRACE_S, Tokens, build_payload
+
+from .helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
 
 pytestmark = pytest.mark.docker
 
@@ -87,13 +89,14 @@ async def test_read_only_root_filesystem(run):
 
 
 async def test_no_privileges(run):
+    # setuid(0) fails with EPERM in a container, EINVAL in a nested sandbox (no uid 0 there).
     code = (
         "import os\n"
         "status = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines()"
         " if ':\\t' in l)\n"
         "print(status['Uid'].split()[0], status['CapEff'], status['CapBnd'], "
         "status['NoNewPrivs'], status['Seccomp'])\n"
-        "try:\n    os.setuid(0)\n    print('setuid worked')\nexcept PermissionError:\n"
+        "try:\n    os.setuid(0)\n    print('setuid worked')\nexcept OSError:\n"
         "    print('setuid refused')\n"
     )
     result = await run("python", code)
@@ -127,15 +130,20 @@ async def test_escape_attempts_fail(run):
 
 
 async def test_each_execution_is_fresh(run):
+    """Nothing of an execution reaches the next: files, processes it left running, hostname.
+    (With slot runners, the next one may well run in the same runner container.)"""
     first = await run(
-        "python", "open('/work/mark', 'w').write('x'); import socket; print(socket.gethostname())"
+        "bash",
+        "echo x > /work/mark; echo y > /tmp/mark; (setsid sleep 120 &) ; hostname",
     )
+    assert first["status"] == "ok"
     second = await run(
-        "python",
-        "import os, socket; print(os.path.exists('/work/mark')); print(socket.gethostname())",
+        "bash",
+        "ls /work/mark /tmp/mark 2>&1 | grep -c 'No such'; "
+        "grep -l sleep /proc/[0-9]*/comm 2>/dev/null | wc -l; hostname",
     )
-    assert second["stdout"].splitlines()[0] == "False"
-    assert first["stdout"].strip() != second["stdout"].splitlines()[1]
+    assert second["stdout"].splitlines()[:2] == ["2", "0"]
+    assert first["stdout"].strip() != second["stdout"].splitlines()[2]
 
 
 async def test_stdin_looking_like_a_payload_is_just_data(run):
@@ -149,9 +157,10 @@ async def test_stdin_looking_like_a_payload_is_just_data(run):
     [("python", "import os, time; os.fork(); time.sleep(60)"), ("bash", "sleep 60 & sleep 60")],
     ids=["prestart watchdog", "bootstrap timeout"],
 )
-async def test_backstop_kills_without_the_manager(language, code):
-    """The in-container deadline fires even if the manager never kills (a crashed server)."""
-    manager = ExecutionEngine()
+async def test_backstop_kills_without_the_manager(language, code, sandbox_kind):  # noqa: F811
+    """The in-container deadline fires even if the manager never kills (a crashed server): the
+    container exits, or the runner reports its sandbox killed (and gone)."""
+    manager = ExecutionEngine(sandbox=sandbox_kind)
     await manager.ensure_started()
     try:
         host = manager.workers[0]
@@ -166,9 +175,18 @@ async def test_backstop_kills_without_the_manager(language, code):
 
         _raw(sandbox._sock).sendall(build_payload(execution, limits, Tokens()))
         started = time.monotonic()
-        client = docker.from_env()
-        exit_code = client.api.wait(sandbox.container_id, timeout=30)["StatusCode"]
-        client.close()
+        if sandbox_kind == "nested":  # the runner reports after the sandbox's pid namespace
+            mark = RUNNER_MARK + sandbox.token.encode() + b" "
+            out = b""
+            for stream, chunk in sandbox._frames():
+                out += chunk if stream == 1 else b""
+                if mark in out and out.endswith(b"\n"):
+                    break
+            exit_code = int(out[out.index(mark) + len(mark) :].split()[0])
+        else:
+            client = docker.from_env()
+            exit_code = client.api.wait(sandbox.container_id, timeout=30)["StatusCode"]
+            client.close()
         assert exit_code == 137
         assert time.monotonic() - started < 1 + GRACE_S + 3
         await sandbox.destroy()
@@ -202,3 +220,50 @@ async def test_reaper_removes_containers_of_a_dead_owner():
     finally:
         await manager.stop()
         client.close()
+
+
+async def test_no_namespaces_no_mounts_own_proc(run):
+    """The program can make no namespace (the way back to capabilities), mount nothing, and sees
+    its own processes only, with Docker's masks on /proc."""
+    code = (
+        'for ns in -U -m -n -p; do unshare $ns true 2>/dev/null && echo "unshare $ns worked"; '
+        "done\n"
+        "mount -t proc proc /tmp 2>/dev/null && echo 'proc mounted'\n"
+        "echo 1 > /proc/sys/kernel/hostname 2>/dev/null && echo 'sysctl written'\n"
+        "[ -s /proc/timer_list ] && echo 'timer_list readable'\n"
+        "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c 'braindrill[-]runner'\n"
+        "ls -d /proc/[0-9]* | wc -l\n"
+    )
+    result = await run("bash", code)
+    lines = result["stdout"].split()
+    assert lines[0] == "0", result  # no process of a runner is visible
+    assert int(lines[1]) <= 8, result  # init, the watchdog, this shell and its pipeline
+    assert len(lines) == 2, result
+
+
+async def test_a_forged_runner_report_is_just_output(run):
+    code = "printf '\\036braindrill-runner 0123456789abcdef 0 0 1\\n'; exit 3"
+    result = await run("bash", code)
+    assert result["status"] == "error" and result["exit_code"] == 3
+    assert result["stdout"] == "\x1ebraindrill-runner 0123456789abcdef 0 0 1\n"
+
+
+async def test_runners_are_reused_and_replaced_after_trouble(run, sandbox_kind):  # noqa: F811
+    """With slot runners, back-to-back executions run in fresh sandboxes of the same runner
+    (hostname <runner>-<sandbox number>); one that times out is killed with its runner, and the
+    next one runs in another runner. With containers, every execution has its own."""
+    names = []
+    for _ in range(3):
+        result = await run("bash", "hostname")
+        names.append(result["stdout"].strip())
+    timed_out = await run("bash", "hostname; sleep 30", limits={"timeout_s": 1})
+    assert timed_out["status"] == "timeout"
+    killed = timed_out["stdout"].strip()
+    after = (await run("bash", "hostname"))["stdout"].strip()
+    if sandbox_kind == "nested":
+        runners = [name.rpartition("-")[0] for name in names]
+        assert len(set(names)) == 3  # a fresh sandbox each time
+        assert len(set(runners)) < 3, names  # ...in a runner used again
+        assert after.rpartition("-")[0] != killed.rpartition("-")[0], (killed, after)
+    else:
+        assert len({*names, killed, after}) == 5

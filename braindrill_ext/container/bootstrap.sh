@@ -33,7 +33,7 @@
 # what the engine reads is written to fd 3, the container's stderr.
 exec 3>&2 2>/dev/null
 cd /work || exit 120
-IFS=' ' read -r size state || exit 0
+IFS=' ' read -r size state || exit 123  # protocol.NO_PAYLOAD
 case "$size:${state:-0}" in *[!0-9:]* | :*) echo "braindrill: bad payload header" >&3; exit 121 ;; esac
 if [ "${state:-0}" -gt 0 ]; then  # what tar does not read (its padding) is drained
     head -c "$state" | { tar -x -f - || echo "braindrill: the state was not restored whole" >&3

@@ -96,7 +96,7 @@ def read_payload():
     while not header.endswith(b"\n"):
         byte = os.read(0, 1)  # unbuffered: nothing past the payload is consumed
         if not byte:
-            sys.exit(0)
+            sys.exit(123)  # protocol.NO_PAYLOAD: stdin closed, no code came
         header += byte
     fields = header.split()
     if not 1 <= len(fields) <= 2 or not all(field.isdigit() for field in fields):

@@ -1,0 +1,179 @@
+"""Runner: the "nested" sandbox kind. One long-lived container per slot and language runs one
+execution at a time, each in a fresh nested namespace sandbox (``container/runner.sh``,
+``container/nest.sh``) instead of a fresh container: a sandbox costs milliseconds, a container's
+lifecycle 150-250 ms of the engine's CPU.
+
+The runner container is made like a sandbox container (``Sandbox``: same user, read-only root, no
+capability, no network, no new privileges, limits) with two differences that namespace creation
+needs: the seccomp profile ``container/seccomp-nested.json`` (Docker's default plus ``unshare``,
+``mount`` and ``sethostname``), and no masked or read-only paths on ``/proc`` (the kernel mounts a
+fresh ``/proc`` only where the container's one is fully visible; each sandbox masks its own
+``/proc`` again as Docker would). Its cgroup is the execution's: one execution at a time, so the
+memory, CPU and pids limits, and OOM detection (the runner reports the cgroup's OOM kills), stay
+per execution; a request with other memory or CPU limits gets them applied first
+(``docker update``).
+
+The engine reads an execution's output as from a container, then the runner's report (its
+token is never in a sandbox). The runner is reused (``HostPool.recycle``) only if it reported the
+sandbox gone and nothing left (processes, mounts, tmpfs pages), was not killed, and is under its
+execution and age limits; on any doubt it is removed and another one made.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+from docker.types import Ulimit
+
+from . import protocol as p
+from .execution import Execution, Limits, Result
+from .languages import CONTAINER
+from .output import STDERR, STDOUT
+from .sandbox import Sandbox
+
+RUNNER = CONTAINER.joinpath("runner.sh").read_text()
+NEST = CONTAINER.joinpath("nest.sh").read_text()
+SECCOMP = json.dumps(json.loads(CONTAINER.joinpath("seccomp-nested.json").read_text()))
+# Docker's masked paths outside /proc stay masked; those in /proc are masked by each sandbox.
+MASKED_PATHS = ["/sys/firmware", "/sys/devices/virtual/powercap"]
+RUNNER_PIDS = (
+    3  # the runner's sh, unshare and the sandbox's init: on top of `pids`, as a container has none
+)
+SANDBOX_KIND = ("container", "nested")
+
+
+class Runner(Sandbox):
+    """A slot runner: ``prepare()`` makes the container (its first sandbox starts at once),
+    ``execute()`` runs one execution in the waiting sandbox, ``reusable`` tells whether it may take
+    another; ``destroy()`` removes it."""
+
+    HOST_CONFIG = {"MaskedPaths": MASKED_PATHS, "ReadonlyPaths": []}
+
+    def __init__(self, *args, max_executions: int = 1000, max_age_s: float = 600.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.token = secrets.token_hex(8)
+        self.max_executions = max_executions
+        self.max_age_s = max_age_s
+        self.born = time.monotonic()
+        # It lives through max_age_s of executions (the pools take it no longer), and then its
+        # last one: the in-container backstop, counted from now.
+        self.idle_life_s = max(self.idle_life_s, int(max_age_s) + 60)
+        self.deadline = self.born + self.life_s
+        self.executions = 0
+        self.reusable = False
+        self._report: tuple[int, int, bool] | None = None  # exit status, OOM kills, clean
+        self._killed = False
+        # The limits the container has now (docker update changes them between executions).
+        self._applied = self._limits_of(self.limits, start=True)
+
+    # -- the container ---------------------------------------------------------------------------
+    def _program(self) -> list[str]:
+        sandbox = super()._program()
+        work = str(self.limits.workdir_mib)
+        return ["sh", "-c", RUNNER, "braindrill-runner", self.token, work, NEST, *sandbox]
+
+    def _host_config(self) -> dict:
+        config = super()._host_config()
+        lim = self.limits
+        config["security_opt"] = ["no-new-privileges", f"seccomp={SECCOMP}"]
+        config["pids_limit"] = lim.pids + RUNNER_PIDS
+        # Mount points for the sandboxes' own /work and /tmp: the runner writes nothing.
+        config["tmpfs"] = {"/work": "size=64k,uid=65534,gid=65534,mode=0700", "/tmp": "size=64k"}
+        config["ulimits"] = [
+            Ulimit(name="nofile", soft=lim.nofile, hard=lim.nofile),
+            Ulimit(name="fsize", soft=lim.workdir_mib << 20, hard=lim.workdir_mib << 20),
+            Ulimit(name="core", soft=0, hard=0),
+        ]
+        return config
+
+    # -- limits ------------------------------------------------------------------------------------
+    def _limits_of(self, limits: Limits, start: bool) -> dict:
+        """The updatable limits (``docker update``) the container needs for ``limits``; ``start``:
+        at an execution's start (a compiled language's compile step has its own memory)."""
+        memory = limits.compile_memory_mib if start and self.language.compile else limits.memory_mib
+        return {
+            "Memory": memory << 20,
+            "MemorySwap": memory << 20,
+            "NanoCpus": int(limits.cpus * 1e9),
+        }
+
+    def _update_sync(self, wanted: dict) -> None:
+        changed = {k: v for k, v in wanted.items() if self._applied.get(k) != v}
+        if changed:
+            api = self.host.client.api
+            url = api._url("/containers/{0}/update", self.container_id)
+            api._raise_for_status(api._post_json(url, data=changed))
+            self._applied.update(changed)
+
+    def _start_run_sync(self) -> None:
+        super()._start_run_sync()
+        if not self._refused:
+            self._applied.update(self._limits_of(self.limits, start=False))
+
+    # -- an execution ------------------------------------------------------------------------------
+    async def execute(self, execution: Execution, on_output=None) -> Result:
+        self.reusable, self._report = False, None
+        self.limits = execution.limits  # the run limit the compile step's go-ahead sets
+        await self.host.call(self._update_sync, self._limits_of(execution.limits, start=True))
+        result = await super().execute(execution, on_output)
+        self._stopping = False  # the container goes on: removing it means killing it
+        self.executions += 1
+        self.reusable = (
+            self._report is not None
+            and self._report[2]
+            and not self._killed
+            and self.executions < self.max_executions
+            and time.monotonic() - self.born < self.max_age_s
+        )
+        return result
+
+    def _chunks(self, collector):
+        """The frames up to the runner's report on both streams (which ends the execution, and
+        is not output); what a sandbox writes after its exit report is dropped by the collector."""
+        mark = p.RUNNER_MARK + self.token.encode() + b" "
+        held = {STDOUT: b"", STDERR: b""}
+        reports: dict[int, bytes] = {}
+        for stream, chunk in self._frames():
+            if stream in reports or stream not in held:
+                continue
+            data = held[stream] + chunk
+            at = data.find(mark)
+            end = data.find(b"\n", at) if at >= 0 else -1
+            if end >= 0:
+                reports[stream], held[stream] = data[at + len(mark) : end], b""
+                if at:
+                    yield stream, data[:at]
+                if len(reports) == 2:
+                    break
+                continue
+            keep = len(data) - at if at >= 0 else _partial(data, mark)
+            held[stream] = data[len(data) - keep :] if keep else b""
+            if len(data) > keep:
+                yield stream, data[: len(data) - keep]
+        if STDOUT not in reports:
+            return
+        fields = reports[STDOUT].split()
+        if len(fields) == 3 and all(f.isdigit() for f in fields):
+            self._report = (int(fields[0]), int(fields[1]), fields[2] == b"1")
+
+    def _outcome_sync(self, compile_failed: bool = False) -> tuple[int, bool]:
+        if self._report is None:  # the runner itself ended: ask the engine
+            return super()._outcome_sync(compile_failed)
+        status, oom_kills, _ = self._report
+        return status, oom_kills > 0
+
+    def _kill_sync(self):
+        self._killed = True
+        super()._kill_sync()
+
+
+def _partial(data: bytes, mark: bytes) -> int:
+    """How many bytes at the end of ``data`` may be the start of ``mark``."""
+    at = data.rfind(mark[:1], max(0, len(data) - len(mark)))
+    while at >= 0:
+        if mark.startswith(data[at:]):
+            return len(data) - at
+        at = data.rfind(mark[:1], max(0, len(data) - len(mark)), at)
+    return 0
