@@ -39,6 +39,12 @@ Container → engine, in the attach stream's stdout/stderr frames:
   engine forwards the two streams independently, so each report ends its own stream. Only the
   watchdog (the bootstrap's shell, the prestart's parent) knows the exit token.
 
+Slot runner → engine (sandbox kind "nested", ``container/runner.sh``): after a sandbox's exit
+report and the end of its pid namespace, on both streams, ``RUNNER_MARK`` + ``<runner token>
+<exit status> <OOM kills> <clean: 1|0>\n``. The runner token is the runner's, given in its
+command, never in a sandbox: output before it is the execution's, the report ends the
+execution. A sandbox whose stdin closes before a payload exits ``NO_PAYLOAD`` (the runner ends).
+
 Container labels (``LABEL`` + suffix): ``owner`` (``<master id>:<pid>:<nonce>`` of the engine
 that made it), ``execution`` (its id, or ``pool-…`` for a warm one), ``language``, ``pooled``
 (``"1"`` on warm containers) and ``expires`` (epoch seconds when even its in-container deadline is
