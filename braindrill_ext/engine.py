@@ -394,7 +394,9 @@ class ExecutionEngine(LoggingConfigurable):
                 self.log.info("warm container on %s unusable (%s); cold start", host.name, e)
         image = await host.image_for(execution.language)
         labels = protocol.labels(self.owner, execution.id, language=execution.language.name)
-        sandbox = host.sandbox(execution.language, image, execution.limits, labels)
+        sandbox = host.sandbox(
+            execution.language, image, execution.limits, labels, cells=execution.interactive
+        )
         return sandbox, await self._execute(host, sandbox, execution, on_output, cold=True)
 
     async def _execute(self, host, sandbox, execution, on_output, cold=False) -> Result:

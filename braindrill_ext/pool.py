@@ -84,6 +84,7 @@ class _LanguagePool:
     last_used: float = dataclasses.field(default_factory=time.monotonic)
     last_error: str | None = None
     retry_at: float = 0.0
+    cells: bool = False  # slot runners for notebook cells (HostPool._pool)
 
     @property
     def memory_mib(self) -> int:
@@ -117,11 +118,17 @@ class HostPool:
     def _bounds(self, lang: Language) -> tuple[int, int]:
         return self.policy.bounds(lang.name, self.host.slots if self.host.nests(lang) else 0)
 
-    def _pool(self, lang: Language) -> _LanguagePool:
-        pool = self.pools.get(lang.name)
+    def _pool(self, lang: Language, cells: bool = False) -> _LanguagePool:
+        """A language's pool; on a host of slot runners, a prestarted language has a second one
+        for notebook cells (``cells``): their sandboxes start IPython ahead of the code, those for
+        scripts only if the script uses it (``container/prestart.py``)."""
+        cells = cells and bool(lang.prestart) and self.host.nests(lang)
+        key = f"{lang.name} (cells)" if cells else lang.name
+        pool = self.pools.get(key)
         if pool is None:
             low, _ = self._bounds(lang)
-            pool = self.pools[lang.name] = _LanguagePool(lang, self.limits_for(lang), target=low)
+            pool = _LanguagePool(lang, self.limits_for(lang), target=low, cells=cells)
+            self.pools[key] = pool
         return pool
 
     def take(self, execution: Execution):
@@ -133,7 +140,7 @@ class HostPool:
             return None
         if not execution.warm:
             return None
-        pool = self._pool(lang)
+        pool = self._pool(lang, execution.interactive)
         if pool.language != lang:  # a variant (another run command, no prestart): go cold
             return None
         pool.last_used = time.monotonic()
@@ -158,10 +165,10 @@ class HostPool:
     def recycle(self, sandbox) -> bool:
         """Take back a slot runner after its execution if it may run another (``reusable``) and
         its pool has room; False: the caller removes it. A container is never reused."""
-        pool = self.pools.get(sandbox.language.name)
+        pool = self._pool(sandbox.language, getattr(sandbox, "cells", False))
         if self._closed or not getattr(sandbox, "reusable", False) or not self.host.schedulable:
             return False
-        if pool is None or pool.language != sandbox.language:
+        if pool.language != sandbox.language or pool.cells != sandbox.cells:
             return False
         if any(getattr(sandbox.limits, k) != getattr(pool.limits, k) for k in RUNNER_LIMITS):
             return False
@@ -191,7 +198,7 @@ class HostPool:
             image = await self.host.image_for(pool.language)
             sandbox = self.host.sandbox(
                 pool.language, image, pool.limits, self.labels(),
-                idle_life_s=int(self.policy.ttl_s) + 60,
+                idle_life_s=int(self.policy.ttl_s) + 60, cells=pool.cells,
             )  # fmt: skip
             await sandbox.prepare()
         except Exception as e:

@@ -14,9 +14,11 @@ per execution; a request with other memory or CPU limits gets them applied first
 (``docker update``).
 
 The engine reads an execution's output as from a container, then the runner's report (its
-token is never in a sandbox). The runner is reused (``HostPool.recycle``) only if it reported the
-sandbox gone and nothing left (processes, mounts, tmpfs pages), was not killed, and is under its
-execution and age limits; on any doubt it is removed and another one made.
+token is never in a sandbox). At a deadline or an output flood it sends the runner SIGHUP, which
+kills the sandbox alone. The runner is reused (``HostPool.recycle``) only if it reported the
+sandbox gone and nothing left (processes, mounts, tmpfs pages), got any SIGHUP sent to it before
+its report, and is under its execution and age limits; on any doubt it is removed and another
+one made.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import secrets
 import time
 
+from docker.errors import DockerException
 from docker.types import Ulimit
 
 from . import protocol as p
@@ -51,8 +54,9 @@ class Runner(Sandbox):
 
     HOST_CONFIG = {"MaskedPaths": MASKED_PATHS, "ReadonlyPaths": []}
 
-    def __init__(self, *args, max_executions: int = 1000, max_age_s: float = 600.0, **kwargs):
+    def __init__(self, *args, max_executions=1000, max_age_s=600.0, cells: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.cells = cells  # for notebook cells: its sandboxes start IPython ahead of the code
         self.token = secrets.token_hex(8)
         self.max_executions = max_executions
         self.max_age_s = max_age_s
@@ -63,8 +67,9 @@ class Runner(Sandbox):
         self.deadline = self.born + self.life_s
         self.executions = 0
         self.reusable = False
-        self._report: tuple[int, int, bool] | None = None  # exit status, OOM kills, clean
-        self._killed = False
+        # exit status, OOM kills, clean, stopped (the runner got the engine's SIGHUP)
+        self._report: tuple[int, int, bool, bool] | None = None
+        self._stop_sent = False  # a SIGHUP went to the runner during this execution
         # The limits the container has now (docker update changes them between executions).
         self._applied = self._limits_of(self.limits, start=True)
 
@@ -73,6 +78,11 @@ class Runner(Sandbox):
         sandbox = super()._program()
         work = str(self.limits.workdir_mib)
         return ["sh", "-c", RUNNER, "braindrill-runner", self.token, work, NEST, *sandbox]
+
+    def _environment(self) -> dict:
+        # A prestart for scripts starts IPython only if the script uses it (prestart.py).
+        lazy = {} if self.cells or not self.language.prestart else {"BD_PRESTART": "lazy"}
+        return {**super()._environment(), **lazy}
 
     def _host_config(self) -> dict:
         config = super()._host_config()
@@ -114,7 +124,7 @@ class Runner(Sandbox):
 
     # -- an execution ------------------------------------------------------------------------------
     async def execute(self, execution: Execution, on_output=None) -> Result:
-        self.reusable, self._report = False, None
+        self.reusable, self._report, self._stop_sent = False, None, False
         self.limits = execution.limits  # the run limit the compile step's go-ahead sets
         await self.host.call(self._update_sync, self._limits_of(execution.limits, start=True))
         result = await super().execute(execution, on_output)
@@ -123,7 +133,8 @@ class Runner(Sandbox):
         self.reusable = (
             self._report is not None
             and self._report[2]
-            and not self._killed
+            # A SIGHUP the runner did not get before its report may kill the next sandbox.
+            and (self._report[3] or not self._stop_sent)
             and self.executions < self.max_executions
             and time.monotonic() - self.born < self.max_age_s
         )
@@ -155,18 +166,25 @@ class Runner(Sandbox):
         if STDOUT not in reports:
             return
         fields = reports[STDOUT].split()
-        if len(fields) == 3 and all(f.isdigit() for f in fields):
-            self._report = (int(fields[0]), int(fields[1]), fields[2] == b"1")
+        if len(fields) == 4 and all(f.isdigit() for f in fields):
+            status, oom_kills, clean, stopped = map(int, fields)
+            self._report = (status, oom_kills, clean == 1, stopped == 1)
 
     def _outcome_sync(self, compile_failed: bool = False) -> tuple[int, bool]:
-        if self._report is None:  # the runner itself ended: ask the engine
+        if self._report is None:  # no report (the runner ended, or is stuck): ask the engine
+            super()._kill_sync()
             return super()._outcome_sync(compile_failed)
-        status, oom_kills, _ = self._report
+        status, oom_kills, _, _ = self._report
         return status, oom_kills > 0
 
     def _kill_sync(self):
-        self._killed = True
-        super()._kill_sync()
+        """Stop the running sandbox (the engine's deadline, an output flood): the runner kills
+        it, reports, and may run the next one."""
+        self._stop_sent = True
+        try:
+            self.host.client.api.kill(self.container_id, signal="SIGHUP")
+        except DockerException:
+            pass  # already gone
 
 
 def _partial(data: bytes, mark: bytes) -> int:

@@ -171,7 +171,7 @@ class Sandbox:
             command=["timeout", "-s", "KILL", str(life), *self._program()],
             user=SANDBOX_USER,
             working_dir=p.WORKDIR,
-            environment=ENVIRONMENT,
+            environment=self._environment(),
             stdin_open=True,  # the SDK also sets StdinOnce: stdin closes when we detach
             network_disabled=not self.language.network,
             labels=labels,
@@ -183,6 +183,9 @@ class Sandbox:
         )
         _raw(sock).settimeout(None)
         api.start(cid)
+
+    def _environment(self) -> dict:
+        return ENVIRONMENT
 
     @property
     def life_s(self) -> int:

@@ -115,13 +115,20 @@ def _no_leftover_containers(request):
 
 
 @pytest.fixture(scope="module")
-def embedded_engine(tmp_path_factory):
+def embedded_sandbox():
+    """The embedded engine's sandbox kind; a module whose kernels must work with both says
+    ``embedded_sandbox = helpers.embedded_sandboxes``."""
+    return "container"
+
+
+@pytest.fixture(scope="module")
+def embedded_engine(tmp_path_factory, embedded_sandbox):
     """The process's embedded engine, which the kernels a test module starts with jupyter_client
     use; configured as an operator configures a script's, by a ``jupyter_server_config.json`` in
     the Jupyter config path (here: warm pools off, so that every container seen belongs to a
     running cell). Stopped at the end of the module, when nothing may be left."""
     config_dir = tmp_path_factory.mktemp("jupyter-config")
-    config = {"WarmPools": {"enabled": False}}
+    config = {"WarmPools": {"enabled": False}, "ExecutionEngine": {"sandbox": embedded_sandbox}}
     (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
     embedded.shutdown()  # another module's, made with another configuration
     mp = pytest.MonkeyPatch()
@@ -129,6 +136,7 @@ def embedded_engine(tmp_path_factory):
     try:
         engine = embedded.kernel_loop().engine
         assert engine.pools.enabled is False  # read from the config file
+        assert engine.sandbox == embedded_sandbox
         yield engine
     finally:
         embedded.shutdown()

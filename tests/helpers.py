@@ -42,6 +42,13 @@ def sandbox_kinds(request):
     return request.param
 
 
+@pytest.fixture(scope="module", params=SANDBOX_KINDS)
+def embedded_sandboxes(request):
+    """In a module of kernels started with jupyter_client, ``embedded_sandbox =
+    embedded_sandboxes`` runs its tests once per sandbox kind of the process's embedded engine."""
+    return request.param
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:

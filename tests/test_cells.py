@@ -11,6 +11,7 @@ import pytest
 from jupyter_client import KernelManager
 
 from .helpers import TIMEOUT, containers_left
+from .helpers import embedded_sandboxes as embedded_sandbox  # noqa: F401 (both kinds)
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -16,6 +16,7 @@ from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 
 from .helpers import containers_left, eventually_sync, labelled_containers, stream_text
+from .helpers import embedded_sandboxes as embedded_sandbox  # noqa: F401 (both kinds)
 from .helpers import execute_cell as execute
 from .helpers import wait_for_stream as wait_output
 

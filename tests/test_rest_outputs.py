@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from .helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
 from .test_cells import C_DISPLAY, PNG
 
 pytestmark = pytest.mark.docker

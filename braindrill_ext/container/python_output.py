@@ -148,7 +148,8 @@ def start_shell():
     None without IPython."""
     import warnings
 
-    before_ipython.update(recursion_limit=sys.getrecursionlimit(), filters=warnings.filters[:])
+    if not before_ipython:  # a lazy script's were taken before the program ran
+        before_ipython.update(recursion_limit=sys.getrecursionlimit(), filters=warnings.filters[:])
     # jedi serves only completion, which no sandbox does: not importing it saves ~65 ms (and
     # its raising of the recursion limit); a program can still import it.
     sys.modules.setdefault("jedi", None)

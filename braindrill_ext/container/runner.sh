@@ -9,42 +9,79 @@
 # the bootstrap or the language's prestart, which read the payload and write the reports of
 # protocol.py themselves. When it has ended (its pid namespace is gone, and with it every process
 # it started), the runner checks it is clean -- as many processes and mounts as before the first
-# one, no tmpfs page left (memory.stat's shmem) -- and reports on both streams, with the token
+# one, no more tmpfs pages (memory.stat's shmem) -- and reports on both streams, with the token
 # the sandboxes never see:
-#   "\036braindrill-runner <token> <exit status> <OOM kills during it> <clean: 1|0>"
+#   "\036braindrill-runner <token> <exit status> <OOM kills during it> <clean: 1|0> <stopped: 1|0>"
 # then starts the next sandbox; or exits when it is not clean (the engine replaces it) or when
 # stdin has closed (exit code 123 of the sandbox: no payload came, the engine is gone).
+# SIGHUP (`docker kill -s HUP`: the engine's deadline, an output flood) kills the running
+# sandbox, which the report then says ("stopped"); the runner goes on.
+# Between two sandboxes it runs no other program (shell builtins only): a sandbox costs unshare,
+# one mount and the program.
 exec 3>&2 2>/dev/null
 token=$1 work=$2 nest=$3
 shift 3
-for tool in unshare setpriv; do
+for tool in unshare setpriv mount; do
     command -v "$tool" >/dev/null || {
         echo "braindrill: this image cannot run nested sandboxes: it has no $tool (util-linux)" >&3
         exit 126
     }
 done
-# The cgroup's counters: v2's files, else v1's.
-counter() {  # counter <v2 file> <v1 file> <key>
-    for file in "$1" "$2"; do
-        [ -r "$file" ] && { awk -v key="$3" '$1 == key { n = $2 } END { print n + 0 }' "$file"; return; }
+# The sandbox's mounts (nest.sh mounts them all with one `mount -a`): Docker's masked paths on
+# /proc (those this kernel has), its read-only paths, then a fresh /work and /tmp.
+fstab=/tmp/.braindrill-fstab
+for path in /proc/asound /proc/acpi /proc/kcore /proc/keys /proc/latency_stats /proc/timer_list \
+    /proc/timer_stats /proc/sched_debug /proc/scsi; do
+    if [ -d "$path" ]; then
+        echo "braindrill-mask $path tmpfs ro,nosuid,nodev,noexec 0 0"
+    elif [ -e "$path" ]; then
+        echo "/dev/null $path none bind 0 0"
+    fi
+done >"$fstab"
+for path in /proc/bus /proc/fs /proc/irq /proc/sys /proc/sysrq-trigger; do
+    [ -e "$path" ] && echo "$path $path none bind,ro,nosuid,nodev,noexec 0 0"
+done >>"$fstab"
+echo "braindrill-work /work tmpfs rw,nosuid,nodev,size=${work}m,mode=0700 0 0" >>"$fstab"
+echo "braindrill-tmp /tmp tmpfs rw,nosuid,nodev,size=${work}m,mode=1777 0 0" >>"$fstab"
+# The cgroup's counters, v2's files else v1's, into $n; counts, into $n.
+counter() {  # counter <key> <v2 file> <v1 file>
+    n=0
+    for file in "$2" "$3"; do
+        [ -r "$file" ] || continue
+        while read -r key value; do [ "$key" = "$1" ] && n=$value; done <"$file"
+        return
     done
-    echo 0
 }
-oom_kills() { counter /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control oom_kill; }
-shmem() { counter /sys/fs/cgroup/memory.stat /sys/fs/cgroup/memory/memory.stat shmem; }
-processes() { set -- /proc/[0-9]*; echo $#; }
-mounts() { wc -l </proc/self/mountinfo; }
+oom_kills() { counter oom_kill /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; }
+shmem() { counter shmem /sys/fs/cgroup/memory.stat /sys/fs/cgroup/memory/memory.stat; }
+processes() { set -- /proc/[0-9]*; n=$#; }
+mounts() { n=0; while read -r _; do n=$((n + 1)); done </proc/self/mountinfo; }
 clean() {
-    [ "$(processes)" -eq "$base_processes" ] && [ "$(mounts)" -eq "$base_mounts" ] &&
-        [ "$(shmem)" -le "$base_shmem" ]
+    processes; [ "$n" -eq "$base_processes" ] || return
+    mounts; [ "$n" -eq "$base_mounts" ] || return
+    shmem; [ "$n" -le "$base_shmem" ]
 }
-base_processes=$(processes) base_mounts=$(mounts) base_shmem=$(shmem) number=0
+exec 4<&0  # the attach stream, for the sandboxes (a background job's stdin would be /dev/null)
+pid= stopped=0
+trap 'stopped=1; [ -z "$pid" ] || kill -KILL "$pid"' HUP
+processes; base_processes=$n
+mounts; base_mounts=$n
+shmem; base_shmem=$n
+number=0
 while :; do
     number=$((number + 1))
-    before=$(oom_kills)
+    oom_kills; before=$n
+    stopped=0
     unshare --user --map-user=65534 --map-group=65534 --keep-caps --fork --kill-child --pid \
-        --mount-proc --mount --net --ipc --uts sh -c "$nest" braindrill-sandbox "$work" "$number" "$@" 2>&3
-    rc=$?
+        --mount-proc --mount --net --ipc --uts \
+        sh -c "$nest" braindrill-sandbox "$fstab" "$number" "$@" <&4 2>&3 3>&- 4>&- &
+    pid=$!
+    while :; do  # a trapped signal ends `wait` early: wait again for the status
+        wait "$pid"
+        rc=$?
+        kill -0 "$pid" 2>/dev/null || break
+    done
+    pid=
     [ "$rc" -eq 123 ] && exit 0
     tries=0 ok=0  # a pid namespace and its mounts go a moment after its last process
     while [ "$tries" -lt 100 ]; do
@@ -52,8 +89,10 @@ while :; do
         sleep 0.01
         tries=$((tries + 1))
     done
-    report=$(printf '\036braindrill-runner %s %s %s %s' "$token" "$rc" "$(($(oom_kills) - before))" "$ok")
-    echo "$report"
-    echo "$report" >&3
+    oom_kills
+    for fd in 1 3; do
+        printf '\036braindrill-runner %s %s %s %s %s\n' "$token" "$rc" "$((n - before))" "$ok" \
+            "$stopped" >&"$fd"
+    done
     [ "$ok" -eq 1 ] || exit 125
 done
