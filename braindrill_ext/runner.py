@@ -31,6 +31,7 @@ from docker.errors import DockerException
 from docker.types import Ulimit
 
 from . import protocol as p
+from .errors import TRANSPORT_ERRORS, HostUnavailable, reason_of
 from .execution import Execution, Limits, Result
 from .languages import CONTAINER
 from .output import STDERR, STDOUT
@@ -57,6 +58,7 @@ class Runner(Sandbox):
     def __init__(self, *args, max_executions=1000, max_age_s=600.0, cells: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.cells = cells  # for notebook cells: its sandboxes start IPython ahead of the code
+        self.labels = {**self.labels, p.POOLED: "1"}  # a runner outlives its first execution
         self.token = secrets.token_hex(8)
         self.max_executions = max_executions
         self.max_age_s = max_age_s
@@ -126,7 +128,11 @@ class Runner(Sandbox):
     async def execute(self, execution: Execution, on_output=None) -> Result:
         self.reusable, self._report, self._stop_sent = False, None, False
         self.limits = execution.limits  # the run limit the compile step's go-ahead sets
-        await self.host.call(self._update_sync, self._limits_of(execution.limits, start=True))
+        try:
+            await self.host.call(self._update_sync, self._limits_of(execution.limits, start=True))
+        except TRANSPORT_ERRORS as e:  # a warm runner that cannot take it: the caller goes cold
+            reason = f"cannot set its runner's limits: {reason_of(e)}"
+            raise HostUnavailable(self.host.name, reason) from e
         result = await super().execute(execution, on_output)
         self._stopping = False  # the container goes on: removing it means killing it
         self.executions += 1
@@ -176,6 +182,10 @@ class Runner(Sandbox):
             return super()._outcome_sync(compile_failed)
         status, oom_kills, _, _ = self._report
         return status, oom_kills > 0
+
+    def _request_kill(self):
+        self._stop_sent = True  # before the report can be read: see `reusable`
+        super()._request_kill()
 
     def _kill_sync(self):
         """Stop the running sandbox (the engine's deadline, an output flood): the runner kills

@@ -353,7 +353,7 @@ class Sandbox:
         for stream, chunk in self._chunks(collector):
             if not collector.feed(stream, chunk) and not killing:
                 killing = True
-                self.host.executor.submit(self._kill_sync)
+                self._request_kill()
             if collector.compile_done and not run_started:
                 run_started = True
                 if collector.compile_exit == 0:
@@ -420,6 +420,10 @@ class Sandbox:
             await self.host.call_watched(self._kill_sync)
         except (HostUnavailable, *TRANSPORT_ERRORS) as e:
             self.log.warning("could not kill %s on %s: %s", self.container_id, self.host.name, e)
+
+    def _request_kill(self):
+        """Kill from another thread (the reader must go on draining the stream meanwhile)."""
+        self.host.executor.submit(self._kill_sync)
 
     def _kill_sync(self):
         try:

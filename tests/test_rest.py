@@ -10,6 +10,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .helpers import eventually, leftover_containers
+from .helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
 
 HELLO = {
     "python": ('print("drill my brain")', "drill my brain\n"),
