@@ -19,7 +19,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture(scope="module")
-def kernel():
+def kernel(embedded_engine):
     """One kernel per language for the module (each cell is a fresh container anyway)."""
     started = {}
 
