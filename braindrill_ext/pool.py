@@ -165,9 +165,9 @@ class HostPool:
     def recycle(self, sandbox) -> bool:
         """Take back a slot runner after its execution if it may run another (``reusable``) and
         its pool has room; False: the caller removes it. A container is never reused."""
-        pool = self._pool(sandbox.language, getattr(sandbox, "cells", False))
         if self._closed or not getattr(sandbox, "reusable", False) or not self.host.schedulable:
             return False
+        pool = self._pool(sandbox.language, sandbox.cells)
         if pool.language != sandbox.language or pool.cells != sandbox.cells:
             return False
         if any(getattr(sandbox.limits, k) != getattr(pool.limits, k) for k in RUNNER_LIMITS):

@@ -134,6 +134,8 @@ class Sandbox:
         self.container_id: str | None = None
         self._sock = None
         self._preparing: asyncio.Future | None = None
+        self._creating = False  # a create was sent and not answered yet
+        self._given_up = False  # destroy() was called: a create answered late is undone
         self._refused: str | None = None  # why the run step could not start, after compiling
         self._stopping = False  # the program reported its exit: the container stops by itself
         self._run_started: asyncio.Future | None = None  # the program (after a compile) started
@@ -165,7 +167,23 @@ class Sandbox:
         api = self.host.client.api
         life = self.life_s
         labels = {**self.labels, p.EXPIRES: p.expires_label(life + 60)}
-        container = api.create_container(
+        self._creating = True
+        try:
+            container = self._create_sync(api, life, labels)
+        finally:
+            self._creating = False
+        self.container_id = cid = container["Id"]
+        if self._given_up:  # the engine answered after the execution gave up on it (a hung host)
+            self._remove_sync(cid)
+            return
+        self._sock = sock = api.attach_socket(
+            cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        _raw(sock).settimeout(None)
+        api.start(cid)
+
+    def _create_sync(self, api, life: int, labels: dict) -> dict:
+        return api.create_container(
             self.image,
             entrypoint=[],  # the image's own (scipy-notebook's start.sh) would run first
             command=["timeout", "-s", "KILL", str(life), *self._program()],
@@ -177,12 +195,6 @@ class Sandbox:
             labels=labels,
             host_config={**api.create_host_config(**self._host_config()), **self.HOST_CONFIG},
         )
-        self.container_id = cid = container["Id"]
-        self._sock = sock = api.attach_socket(
-            cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-        )
-        _raw(sock).settimeout(None)
-        api.start(cid)
 
     def _environment(self) -> dict:
         return ENVIRONMENT
@@ -438,11 +450,13 @@ class Sandbox:
 
         Shielded from cancellation: a client that goes away still gets its container removed.
         """
+        self._given_up = True
         if self._sock is not None:
             sock, self._sock = self._sock, None
             _close(sock)
         if not self.host.schedulable:  # don't wait on a dead engine
-            return self.container_id is None
+            # A create still unanswered may yet make a container: the reaper's, if so.
+            return self.container_id is None and not self._creating
         if self._preparing is not None and not self._preparing.done():
             await asyncio.shield(asyncio.wait({self._preparing}))
         if self._sock is not None:  # attached while we waited
