@@ -14,18 +14,21 @@ per execution; a request with other memory or CPU limits gets them applied first
 (``docker update``).
 
 The engine reads an execution's output as from a container, then the runner's report (its
-token is never in a sandbox). At a deadline or an output flood it sends the runner SIGHUP, which
-kills the sandbox alone. The runner is reused (``HostPool.recycle``) only if it reported the
-sandbox gone and nothing left (processes, mounts, tmpfs pages), got any SIGHUP sent to it before
-its report, and is under its execution and age limits; on any doubt it is removed and another
-one made.
+token is never in a sandbox). At a deadline or an output flood it sends the runner a stop signal,
+SIGHUP for an odd-numbered execution and SIGINT for an even one, which kills the sandbox alone: a
+stop that arrives after its sandbox ended by itself is not taken for the next one's. The runner
+is reused (``HostPool.recycle``) only if it reported the sandbox gone and nothing left
+(processes, mounts, tmpfs pages), the stop sent to it (if any) was delivered, and it is under its
+execution and age limits; on any doubt it is removed and another one made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
+from concurrent.futures import Future
 
 from docker.errors import DockerException
 from docker.types import Ulimit
@@ -35,7 +38,7 @@ from .errors import TRANSPORT_ERRORS, HostUnavailable, reason_of
 from .execution import Execution, Limits, Result
 from .languages import CONTAINER
 from .output import STDERR, STDOUT
-from .sandbox import Sandbox
+from .sandbox import STOP_WAIT_S, Sandbox
 
 RUNNER = CONTAINER.joinpath("runner.sh").read_text()
 NEST = CONTAINER.joinpath("nest.sh").read_text()
@@ -45,7 +48,6 @@ MASKED_PATHS = ["/sys/firmware", "/sys/devices/virtual/powercap"]
 RUNNER_PIDS = (
     3  # the runner's sh, unshare and the sandbox's init: on top of `pids`, as a container has none
 )
-SANDBOX_KIND = ("container", "nested")
 
 
 class Runner(Sandbox):
@@ -54,6 +56,9 @@ class Runner(Sandbox):
     another; ``destroy()`` removes it."""
 
     HOST_CONFIG = {"MaskedPaths": MASKED_PATHS, "ReadonlyPaths": []}
+    # --foreground: `timeout` passes each stop signal to the runner alone (in its default mode it
+    # also signals its process group, then ignores that signal for good: a second stop was lost).
+    BACKSTOP = ("timeout", "--foreground", "-s", "KILL")
 
     def __init__(self, *args, max_executions=1000, max_age_s=600.0, cells: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -69,9 +74,9 @@ class Runner(Sandbox):
         self.deadline = self.born + self.life_s
         self.executions = 0
         self.reusable = False
-        # exit status, OOM kills, clean, stopped (the runner got the engine's SIGHUP)
+        # exit status, OOM kills, clean, stopped (the runner got the engine's stop signal)
         self._report: tuple[int, int, bool, bool] | None = None
-        self._stop_sent = False  # a SIGHUP went to the runner during this execution
+        self._stop: Future | None = None  # the stop signal's docker kill, during this execution
         # The limits the container has now (docker update changes them between executions).
         self._applied = self._limits_of(self.limits, start=True)
 
@@ -126,7 +131,7 @@ class Runner(Sandbox):
 
     # -- an execution ------------------------------------------------------------------------------
     async def execute(self, execution: Execution, on_output=None) -> Result:
-        self.reusable, self._report, self._stop_sent = False, None, False
+        self.reusable, self._report, self._stop = False, None, None
         self.limits = execution.limits  # the run limit the compile step's go-ahead sets
         try:
             await self.host.call(self._update_sync, self._limits_of(execution.limits, start=True))
@@ -136,15 +141,25 @@ class Runner(Sandbox):
         result = await super().execute(execution, on_output)
         self._stopping = False  # the container goes on: removing it means killing it
         self.executions += 1
+        doubt = await self._doubt()
+        if doubt:
+            self.log.info("runner %s on %s retired: %s", self.container_id, self.host.name, doubt)
         self.reusable = (
-            self._report is not None
-            and self._report[2]
-            # A SIGHUP the runner did not get before its report may kill the next sandbox.
-            and (self._report[3] or not self._stop_sent)
+            not doubt
             and self.executions < self.max_executions
             and time.monotonic() - self.born < self.max_age_s
         )
         return result
+
+    async def _doubt(self) -> str | None:
+        """Why the runner may not be clean after this execution; None when it is."""
+        if self._report is None:
+            return "no report"
+        if not self._report[2]:
+            return "not clean (a process, a mount or tmpfs pages left)"
+        if not await self._stop_delivered():
+            return "its stop signal was not delivered"
+        return None
 
     def _chunks(self, collector):
         """The frames up to the runner's report on both streams (which ends the execution, and
@@ -184,17 +199,28 @@ class Runner(Sandbox):
         return status, oom_kills > 0
 
     def _request_kill(self):
-        self._stop_sent = True  # before the report can be read: see `reusable`
-        super()._request_kill()
+        self._stop = self.host.executor.submit(self._kill_sync)
 
-    def _kill_sync(self):
-        """Stop the running sandbox (the engine's deadline, an output flood): the runner kills
-        it, reports, and may run the next one."""
-        self._stop_sent = True
+    async def _stop_delivered(self) -> bool:
+        """Whether the stop signal sent during this execution, if any, has reached the runner's
+        container (then it cannot outlive the next sandbox's start by a whole execution)."""
+        if self._stop is None:
+            return True
         try:
-            self.host.client.api.kill(self.container_id, signal="SIGHUP")
+            return await asyncio.wait_for(asyncio.wrap_future(self._stop), STOP_WAIT_S)
+        except (asyncio.TimeoutError, *TRANSPORT_ERRORS):
+            return False
+
+    def _kill_sync(self) -> bool:
+        """Stop the running sandbox (the engine's deadline, an output flood): the runner kills
+        it, reports, and may run the next one. The signal's parity is the execution's (see
+        ``container/runner.sh``). Returns whether the signal was delivered."""
+        signal = "SIGHUP" if (self.executions + 1) % 2 else "SIGINT"
+        try:
+            self.host.client.api.kill(self.container_id, signal=signal)
         except DockerException:
-            pass  # already gone
+            return False  # already gone
+        return True
 
 
 def _partial(data: bytes, mark: bytes) -> int:

@@ -115,6 +115,7 @@ class Sandbox:
     """One container for one execution. Create with ``host.sandbox(...)``."""
 
     HOST_CONFIG: dict = {}  # HostConfig fields create_host_config has no argument for
+    BACKSTOP = ("timeout", "-s", "KILL")  # + life_s + the program: the in-container deadline
 
     def __init__(
         self,
@@ -186,7 +187,7 @@ class Sandbox:
         return api.create_container(
             self.image,
             entrypoint=[],  # the image's own (scipy-notebook's start.sh) would run first
-            command=["timeout", "-s", "KILL", str(life), *self._program()],
+            command=[*self.BACKSTOP, str(life), *self._program()],
             user=SANDBOX_USER,
             working_dir=p.WORKDIR,
             environment=self._environment(),

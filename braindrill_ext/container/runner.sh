@@ -14,8 +14,10 @@
 #   "\036braindrill-runner <token> <exit status> <OOM kills during it> <clean: 1|0> <stopped: 1|0>"
 # then starts the next sandbox; or exits when it is not clean (the engine replaces it) or when
 # stdin has closed (exit code 123 of the sandbox: no payload came, the engine is gone).
-# SIGHUP (`docker kill -s HUP`: the engine's deadline, an output flood) kills the running
-# sandbox, which the report then says ("stopped"); the runner goes on.
+# The engine's stop (a deadline, an output flood: `docker kill -s HUP` for an odd-numbered
+# sandbox, `-s INT` for an even-numbered one) kills the running sandbox, which the report then
+# says ("stopped"); the runner goes on. A stop that arrives after its sandbox ended by itself has
+# the other signal than the next sandbox's, and is ignored.
 # Between two sandboxes it runs no other program (shell builtins only): a sandbox costs unshare,
 # one mount and the program.
 exec 3>&2 2>/dev/null
@@ -63,11 +65,17 @@ clean() {
 }
 exec 4<&0  # the attach stream, for the sandboxes (a background job's stdin would be /dev/null)
 pid= stopped=0
-trap 'stopped=1; [ -z "$pid" ] || kill -KILL "$pid"' HUP
+number=0
+stop() {  # stop <parity of the sandbox the signal is for>
+    [ $((number % 2)) -eq "$1" ] || return 0
+    stopped=1
+    [ -z "$pid" ] || kill -KILL "$pid"
+}
+trap 'stop 1' HUP
+trap 'stop 0' INT
 processes; base_processes=$n
 mounts; base_mounts=$n
 shmem; base_shmem=$n
-number=0
 while :; do
     number=$((number + 1))
     oom_kills; before=$n
