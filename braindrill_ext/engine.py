@@ -395,7 +395,12 @@ class ExecutionEngine(LoggingConfigurable):
         image = await host.image_for(execution.language)
         labels = protocol.labels(self.owner, execution.id, language=execution.language.name)
         sandbox = host.sandbox(
-            execution.language, image, execution.limits, labels, cells=execution.interactive
+            execution.language,
+            image,
+            execution.limits,
+            labels,
+            cells=execution.interactive,
+            script=not execution.interactive,  # its code comes at once: start IPython if used
         )
         return sandbox, await self._execute(host, sandbox, execution, on_output, cold=True)
 

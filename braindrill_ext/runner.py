@@ -61,7 +61,8 @@ class Runner(Sandbox):
     BACKSTOP = ("timeout", "--foreground", "-s", "KILL")
 
     def __init__(self, *args, max_executions=1000, max_age_s=600.0, cells: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
+        # A runner's sandboxes are for scripts or for cells: only cells get IPython ahead.
+        super().__init__(*args, **{**kwargs, "script": not cells})
         self.cells = cells  # for notebook cells: its sandboxes start IPython ahead of the code
         self.labels = {**self.labels, p.POOLED: "1"}  # a runner outlives its first execution
         self.token = secrets.token_hex(8)
@@ -85,11 +86,6 @@ class Runner(Sandbox):
         sandbox = super()._program()
         work = str(self.limits.workdir_mib)
         return ["sh", "-c", RUNNER, "braindrill-runner", self.token, work, NEST, *sandbox]
-
-    def _environment(self) -> dict:
-        # A prestart for scripts starts IPython only if the script uses it (prestart.py).
-        lazy = {} if self.cells or not self.language.prestart else {"BD_PRESTART": "lazy"}
-        return {**super()._environment(), **lazy}
 
     def _host_config(self) -> dict:
         config = super()._host_config()

@@ -125,9 +125,14 @@ class Sandbox:
         limits: Limits,
         labels: dict,
         idle_life_s: int = 0,
+        script: bool = False,
     ):
         self.host = host
         self.idle_life_s = idle_life_s  # how long a warm container may wait for its code
+        # For a script (not a notebook cell): a prestart then starts IPython only if the script
+        # uses it (prestart.py's lazy mode), not ahead of its code. A warm container may take
+        # either, so it is not for a script: its IPython starts before its code arrives.
+        self.script = script
         self.language = language
         self.image = image
         self.limits = limits
@@ -198,6 +203,8 @@ class Sandbox:
         )
 
     def _environment(self) -> dict:
+        if self.script and self.language.prestart:
+            return {**ENVIRONMENT, "BD_PRESTART": "lazy"}
         return ENVIRONMENT
 
     @property

@@ -329,9 +329,10 @@ def watch(child, job, display, source):
 
 
 os.chdir("/work")
-# A nested sandbox of a runner for scripts (runner.py) starts nothing before its code: IPython's
-# shell and the preloads cost ~0.4 s of CPU per sandbox, and a script needs them only if it uses
-# them (ShellOnImport). Else (a container, a runner for cells) it starts them ahead of its code.
+# A sandbox for a script (a runner's for scripts, a container started for one: Sandbox.script)
+# starts nothing before its code: IPython's shell and the preloads cost ~0.4 s of CPU, and a
+# script needs them only if it uses them (ShellOnImport). Else (a warm container, a sandbox for
+# notebook cells) it starts them ahead of its code.
 lazy = os.environ.pop("BD_PRESTART", "") == "lazy"
 preloads = [] if lazy else sys.argv[2:]
 prepare_environment(preloads)
