@@ -9,7 +9,9 @@ instances on this machine, mutual TLS on 127.0.0.2-4, the python image copied in
    (create with the sandbox's flags, start, wait, remove: through the API, from as many threads);
    a bare ``python3 -c 'print(1)'`` process per execution on this machine.
 2. **Open loop**, the original simulator mix (``common.ORIGINAL_MIX``) at ``--rate-multiplier``
-   times its rate of one request per 160 ms, for both kinds.
+   times its rate of one request per 160 ms, for both kinds, and with a bare ``python3 -c``
+   process per request on this machine (the floor: the mix's own CPU). Each row shows the
+   machine's CPU per request and how busy its cores were.
 
     python benchmarks/bench_nested.py                       # 20 s per row
     python benchmarks/bench_nested.py --duration 10 --no-extra-engines
@@ -21,9 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import random
 import sys
 import threading
 import time
+from asyncio.subprocess import DEVNULL, PIPE
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hosts
@@ -39,7 +44,7 @@ from common import (
     print_table,
     summarize,
 )
-from openloop import TEXT, LoadRun, load_run
+from openloop import TEXT, LoadRun, cpu_counters, load_run
 from tornado.httpclient import AsyncHTTPClient
 
 from braindrill_ext.execution import Limits
@@ -172,6 +177,10 @@ def _figures(latencies, wall, statuses) -> list:
     return [len(latencies) / wall, s["p50"], s["p99"], statuses.get("ok", 0), other or 0]
 
 
+# answered: ok or output_limit (a fifth of the mix floods)
+SIM_COLUMNS = "kind where rate sent answered other p50 p99 max CPU/req_ms cores_busy".split()
+
+
 def simulator_rows(label: str, hosts, args) -> list[list]:
     rows = []
     for kind in ("nested", "container"):
@@ -181,15 +190,73 @@ def simulator_rows(label: str, hosts, args) -> list[list]:
                 run = LoadRun(f"{kind} {label}", mult / SIMULATOR_INTERVAL_S)
                 print(f"simulator: {kind} on {label} at {mult:g}x ...", flush=True)
                 asyncio.run(load_run(server, run, MIXES["original"], args.duration))
-                s = summarize(run.latencies)
-                others = {k: v for k, v in run.outcomes.items() if k != "ok"}
-                rows.append(
-                    [
-                        f'"{kind}"', label, f"{mult:g}x ({run.rate_hz:.2f}/s)", run.sent,
-                        run.outcomes.get("ok", 0), others or 0, s["p50"], s["p99"], s["max"],
-                    ]
-                )  # fmt: skip
+                rows.append(_sim_row(f'"{kind}"', label, mult, run))
     return rows
+
+
+def bare_simulator_rows(args) -> list[list]:
+    """The floor: each request of the mix as a bare ``python3 -c`` process on this machine, its
+    output read up to the engine's cap (``LimitsPolicy.output_bytes``) and then killed, as the
+    engine stops a flood."""
+    rows = []
+    for mult in args.rate_multiplier:
+        run = LoadRun("bare", mult / SIMULATOR_INTERVAL_S)
+        print(f"simulator: bare python3 at {mult:g}x ...", flush=True)
+        asyncio.run(bare_load_run(run, MIXES["original"], args.duration))
+        rows.append(_sim_row("bare python3", "this machine", mult, run))
+    return rows
+
+
+async def bare_load_run(run: LoadRun, mix: dict, duration_s: float, seed: int = 1) -> None:
+    """``openloop.load_run``'s schedule (same seed, so the same snippets) with bare processes."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    names = sorted(mix)
+    cap = LimitsPolicy().output_bytes
+
+    async def one(name: str, scheduled: float):
+        proc = await asyncio.create_subprocess_exec(
+            "python3", "-c", mix[name], stdout=PIPE, stderr=DEVNULL
+        )
+        read = 0
+        while read <= cap:
+            chunk = await proc.stdout.read(1 << 16)
+            if not chunk:
+                break
+            read += len(chunk)
+        if read > cap:
+            proc.kill()
+        code = await proc.wait()
+        run.outcomes["output_limit" if read > cap else "ok" if code == 0 else "error"] += 1
+        run.latencies.append((loop.time() - scheduled) * 1000)
+
+    interval = 1 / run.rate_hz
+    before = cpu_counters(os.getpid())
+    start = loop.time()
+    tasks = []
+    while run.sent * interval < duration_s:
+        scheduled = start + run.sent * interval
+        await asyncio.sleep(max(0.0, scheduled - loop.time()))
+        tasks.append(asyncio.ensure_future(one(rng.choice(names), scheduled)))
+        run.sent += 1
+    await asyncio.gather(*tasks)
+    run.cpu = {"machine": cpu_counters(os.getpid())["machine"] - before["machine"]}
+    run.cpu["wall"] = loop.time() - start
+
+
+def _sim_row(what: str, where: str, mult: float, run: LoadRun) -> list:
+    """A simulator row; the machine's CPU per request and how busy its cores were tell whether
+    the rate fits this machine at all."""
+    s = summarize(run.latencies)
+    others = {k: v for k, v in run.outcomes.items() if k not in ("ok", "output_limit")}
+    answered = sum(run.outcomes.values())
+    cpu_ms = run.cpu["machine"] * 1000 / max(1, answered)
+    busy = 100 * run.cpu["machine"] / run.cpu["wall"] / (os.cpu_count() or 1)
+    return [
+        what, where, f"{mult:g}x ({run.rate_hz:.2f}/s)", run.sent,
+        run.outcomes.get("ok", 0) + run.outcomes.get("output_limit", 0), others or 0,
+        s["p50"], s["p99"], s["max"], cpu_ms, f"{busy:.0f}%",
+    ]  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -205,6 +272,7 @@ def main(argv=None) -> int:
     local = docker.from_env(timeout=120)
     try:
         closed += closed_loop_rows("local engine", None, [local], image, args)
+        sim += bare_simulator_rows(args)
         sim += simulator_rows("local engine", None, args)
     finally:
         local.close()
@@ -233,7 +301,7 @@ def main(argv=None) -> int:
     print_table(
         f"Original simulator mix, open loop, {args.duration:g} s per rate (latency from the "
         "scheduled send time, ms)",
-        ["kind", "where", "rate", "sent", "ok", "other", "p50", "p99", "max"],
+        [c.replace("_", " ") for c in SIM_COLUMNS],
         sim,
         note=note,
     )
