@@ -224,19 +224,23 @@ class HostPool:
             if self._bounds(lang)[0] > 0:
                 self._pool(lang)
         now = time.monotonic()
-        for pool in self.pools.values():
+        for pool in list(self.pools.values()):  # recycle() may add one while this awaits
             low, high = self._bounds(pool.language)
             if now - pool.last_used > self.policy.shrink_after_s and pool.target > low:
                 pool.target -= 1
                 pool.last_used = now
             pool.target = min(pool.target, high)
-            keep = collections.deque()
+            # Sorted out before any await: meanwhile take() and recycle() use pool.ready, and a
+            # sandbox being destroyed must not be handed out (nor one recycled meanwhile lost).
+            keep, doomed = collections.deque(), []
             for sandbox, born in pool.ready:
                 if now - born >= self.policy.ttl_s or len(keep) >= pool.target:
-                    await self._destroy(sandbox)
+                    doomed.append(sandbox)
                 else:
                     keep.append((sandbox, born))
             pool.ready = keep
+            for sandbox in doomed:
+                await self._destroy(sandbox)
         self.fill()
 
     async def close(self) -> None:

@@ -61,9 +61,9 @@ class Runner(Sandbox):
     BACKSTOP = ("timeout", "--foreground", "-s", "KILL")
 
     def __init__(self, *args, max_executions=1000, max_age_s=600.0, cells: bool = False, **kwargs):
-        # A runner's sandboxes are for scripts or for cells: only cells get IPython ahead.
+        # A runner's sandboxes are for scripts or for notebook cells (``cells``): only cells get
+        # IPython ahead of their code.
         super().__init__(*args, **{**kwargs, "script": not cells})
-        self.cells = cells  # for notebook cells: its sandboxes start IPython ahead of the code
         self.labels = {**self.labels, p.POOLED: "1"}  # a runner outlives its first execution
         self.token = secrets.token_hex(8)
         self.max_executions = max_executions
@@ -80,6 +80,10 @@ class Runner(Sandbox):
         self._stop: Future | None = None  # the stop signal's docker kill, during this execution
         # The limits the container has now (docker update changes them between executions).
         self._applied = self._limits_of(self.limits, start=True)
+
+    @property
+    def cells(self) -> bool:
+        return not self.script
 
     # -- the container ---------------------------------------------------------------------------
     def _program(self) -> list[str]:

@@ -280,9 +280,8 @@ class Sandbox:
             state_bytes=lim.state_bytes if execution.state is not None else None,
         )
         payload = build_payload(execution, lim, tokens)
-        if self._sock is None or _readable(self._sock):
-            # A waiting container writes nothing: end-of-stream or output now means it is gone
-            # (no socket: it was closed, the sandbox was given up meanwhile).
+        if _readable(self._sock):
+            # A waiting container writes nothing: end-of-stream or output now means it is gone.
             raise HostUnavailable(self.host.name, "the container ended before its code arrived")
         try:
             await self.host.call(_raw(self._sock).sendall, payload)
