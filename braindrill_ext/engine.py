@@ -29,7 +29,7 @@ from traitlets import (
 from traitlets.config import LoggingConfigurable
 
 from . import metrics, protocol
-from .errors import BraindrillError, HostUnavailable, ImageMissing
+from .errors import BraindrillError, CannotRunHere, HostUnavailable
 from .execution import Execution, Result, Status
 from .fairness import UserLimits
 from .hostspec import SANDBOX_KINDS, check_host_spec, make_client
@@ -341,7 +341,7 @@ class ExecutionEngine(LoggingConfigurable):
             except HostUnavailable as e:
                 self.scheduler.release(host, execution.memory_mib, completed=False)
                 tried.add(host.name)
-                if not isinstance(e, ImageMissing):
+                if not isinstance(e, CannotRunHere):
                     self._host_failed(host, e.reason)
                 self.log.warning(
                     "execution %s not started on %s: %s", execution.id, host.name, e.reason
@@ -399,7 +399,6 @@ class ExecutionEngine(LoggingConfigurable):
             image,
             execution.limits,
             labels,
-            cells=execution.interactive,
             script=not execution.interactive,  # its code comes at once: start IPython if used
         )
         return sandbox, await self._execute(host, sandbox, execution, on_output, cold=True)

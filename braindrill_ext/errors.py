@@ -59,5 +59,15 @@ class HostUnavailable(BraindrillError):
         super().__init__(f"worker host {host!r} is unavailable: {reason}")
 
 
-class ImageMissing(HostUnavailable):
+class CannotRunHere(HostUnavailable):
+    """The worker host answers, but cannot run this language (as asked): another host may. The
+    host stays in scheduling."""
+
+
+class ImageMissing(CannotRunHere):
     """The worker host lacks the language's runtime image."""
+
+
+class CannotNest(CannotRunHere):
+    """A slot runner cannot make nested sandboxes on this host with this image (no user
+    namespaces for it, or no Python in the image)."""

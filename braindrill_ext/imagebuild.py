@@ -28,6 +28,9 @@ from .languages import Language, LanguageRegistry
 from .protocol import WORKDIR
 
 BASE_IMAGE = "braindrill/base:bookworm"
+# Raised when what the built images hold changes (2: python3 in the base, for slot runners): an
+# image built to an older recipe is built again.
+BUILD_LABEL, BUILD_REVISION = "org.braindrill.build", "2"
 DEBIAN_SOURCES = (
     "deb http://deb.debian.org/debian bookworm main",
     "deb http://deb.debian.org/debian bookworm-updates main",
@@ -42,7 +45,8 @@ def build_base(client: docker.DockerClient, say) -> None:
         raise RuntimeError("mmdebstrap is not installed (apt-get install mmdebstrap)")
     with tempfile.TemporaryDirectory(prefix="braindrill-base-") as tmp:
         tar = f"{tmp}/base.tar"
-        cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", "--quiet"]
+        # python3: what a slot runner (sandbox kind "nested") runs in every language's image.
+        cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", "--quiet", "--include=python3"]
         cmd += [f"--dpkgopt=path-exclude={p}" for p in LEAN_DPKG]
         cmd += ["bookworm", tar, *DEBIAN_SOURCES]
         say("base", f"mmdebstrap → {BASE_IMAGE}")
@@ -52,7 +56,7 @@ def build_base(client: docker.DockerClient, say) -> None:
                 f.read(),
                 repository=BASE_IMAGE.split(":")[0],
                 tag=BASE_IMAGE.split(":")[1],
-                changes=['CMD ["/bin/sh"]'],
+                changes=['CMD ["/bin/sh"]', f"LABEL {BUILD_LABEL}={BUILD_REVISION}"],
             )
 
 
@@ -68,7 +72,7 @@ def build_language(
         "RUN mkdir -p /usr/share/man/man1 && apt-get update -q && "
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
         f"--no-install-recommends {packages} && apt-get clean && rm -rf /var/lib/apt/lists/*\n"
-        f'LABEL org.braindrill.language="{language.name}"\n'
+        f'LABEL org.braindrill.language="{language.name}" {BUILD_LABEL}="{BUILD_REVISION}"\n'
     )
     say(language.name, f"building {language.built_image} from Debian packages: {packages}")
     stream = client.api.build(
@@ -102,6 +106,9 @@ def prepare(client, languages, *, pull=True, build=True, jobs=2, overrides=None,
     results, to_build = {}, []
     for lang in languages:
         ref = resolve_image(client, lang, overrides.get(lang.name, ""))
+        if ref == lang.built_image and not _current(client, ref):
+            say(lang.name, f"{ref} was built to an older recipe: building it again")
+            ref = None
         wanted = overrides.get(lang.name) or lang.image
         # A language whose default is the project's own image (no official image has its
         # toolchain) is built here, never pulled: nobody publishes braindrill/* on a registry.
@@ -115,7 +122,7 @@ def prepare(client, languages, *, pull=True, build=True, jobs=2, overrides=None,
         else:
             results[lang.name] = f"error: no image for {lang.name}"
     if to_build:
-        if not image_present(client, BASE_IMAGE):
+        if not image_present(client, BASE_IMAGE) or not _current(client, BASE_IMAGE):
             build_base(client, say)
 
         def one(lang):
@@ -163,6 +170,12 @@ def record_version(client: docker.DockerClient, language: Language, ref: str, sa
     if version:
         versions.record(path, ident, version)
         say(language.name, f"version {version}")
+
+
+def _current(client: docker.DockerClient, ref: str) -> bool:
+    """Whether the built image ``ref`` follows this version's recipe (``BUILD_REVISION``)."""
+    labels = client.api.inspect_image(ref)["Config"].get("Labels") or {}
+    return labels.get(BUILD_LABEL) == BUILD_REVISION
 
 
 def _try_pull(client, ref, who, say):

@@ -84,7 +84,6 @@ class _LanguagePool:
     last_used: float = dataclasses.field(default_factory=time.monotonic)
     last_error: str | None = None
     retry_at: float = 0.0
-    cells: bool = False  # slot runners for notebook cells (HostPool._pool)
 
     @property
     def memory_mib(self) -> int:
@@ -118,17 +117,12 @@ class HostPool:
     def _bounds(self, lang: Language) -> tuple[int, int]:
         return self.policy.bounds(lang.name, self.host.slots if self.host.nests(lang) else 0)
 
-    def _pool(self, lang: Language, cells: bool = False) -> _LanguagePool:
-        """A language's pool; on a host of slot runners, a prestarted language has a second one
-        for notebook cells (``cells``): their sandboxes start IPython ahead of the code, those for
-        scripts only if the script uses it (``container/prestart.py``)."""
-        cells = cells and bool(lang.prestart) and self.host.nests(lang)
-        key = f"{lang.name} (cells)" if cells else lang.name
-        pool = self.pools.get(key)
+    def _pool(self, lang: Language) -> _LanguagePool:
+        pool = self.pools.get(lang.name)
         if pool is None:
             low, _ = self._bounds(lang)
-            pool = _LanguagePool(lang, self.limits_for(lang), target=low, cells=cells)
-            self.pools[key] = pool
+            pool = _LanguagePool(lang, self.limits_for(lang), target=low)
+            self.pools[lang.name] = pool
         return pool
 
     def take(self, execution: Execution):
@@ -140,7 +134,7 @@ class HostPool:
             return None
         if not execution.warm:
             return None
-        pool = self._pool(lang, execution.interactive)
+        pool = self._pool(lang)
         if pool.language != lang:  # a variant (another run command, no prestart): go cold
             return None
         pool.last_used = time.monotonic()
@@ -167,8 +161,8 @@ class HostPool:
         its pool has room; False: the caller removes it. A container is never reused."""
         if self._closed or not getattr(sandbox, "reusable", False) or not self.host.schedulable:
             return False
-        pool = self._pool(sandbox.language, sandbox.cells)
-        if pool.language != sandbox.language or pool.cells != sandbox.cells:
+        pool = self._pool(sandbox.language)
+        if pool.language != sandbox.language:
             return False
         if any(getattr(sandbox.limits, k) != getattr(pool.limits, k) for k in RUNNER_LIMITS):
             return False
@@ -198,7 +192,7 @@ class HostPool:
             image = await self.host.image_for(pool.language)
             sandbox = self.host.sandbox(
                 pool.language, image, pool.limits, self.labels(),
-                idle_life_s=int(self.policy.ttl_s) + 60, cells=pool.cells,
+                idle_life_s=int(self.policy.ttl_s) + 60,
             )  # fmt: skip
             await sandbox.prepare()
         except Exception as e:

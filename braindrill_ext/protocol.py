@@ -39,11 +39,18 @@ Container → engine, in the attach stream's stdout/stderr frames:
   engine forwards the two streams independently, so each report ends its own stream. Only the
   watchdog (the bootstrap's shell, the prestart's parent) knows the exit token.
 
-Slot runner → engine (sandbox kind "nested", ``container/runner.sh``): after a sandbox's exit
-report and the end of its pid namespace, on both streams, ``RUNNER_MARK`` + ``<runner token>
-<exit status> <OOM kills> <clean: 1|0>\n``. The runner token is the runner's, given in its
-command, never in a sandbox: output before it is the execution's, the report ends the
-execution. A sandbox whose stdin closes before a payload exits ``NO_PAYLOAD`` (the runner ends).
+Engine → slot runner (sandbox kind "nested", ``container/runner.py``), on the runner container's
+stdin: frames ``b"<kind> <sandbox number> <size>\n"`` + ``size`` bytes (``runner_frame``):
+``FRAME_TOKEN`` first (number 0: the runner token, which no sandbox ever sees), then per
+execution ``FRAME_DATA`` (what the bootstrap reads on its stdin: the payload, the go-ahead) and
+``FRAME_STOP`` (no body: kill that sandbox). The runner numbers its sandboxes from 1, one per
+execution; it drops the frames of another number.
+
+Slot runner → engine, on both streams, with the runner token: ``RUNNER_MARK`` + ``<token> ready
+<template RSS KiB> <cgroup charge KiB>\n`` once, when its first sandbox waits (or ``<token>
+unable <reason>\n``: it cannot make nested sandboxes here); then after each sandbox has ended and
+its output was forwarded, ``<token> <number> <exit status> <OOM kills> <clean: 1|0> <stopped:
+1|0>\n``. Output before it is the execution's; the report ends the execution.
 
 Container labels (``LABEL`` + suffix): ``owner`` (``<master id>:<pid>:<nonce>`` of the engine
 that made it), ``execution`` (its id, or ``pool-…`` for a warm one), ``language``, ``pooled``
@@ -84,7 +91,10 @@ COMPILE_MARK = b"\x1ebraindrill-compile "
 OUTPUT_MARK = b"\x1ebraindrill-output "
 STATE_MARK = b"\x1ebraindrill-state "
 EXIT_MARK = b"\x1ebraindrill-exit "
-RUNNER_MARK = b"\x1ebraindrill-runner "  # a slot runner's report (runner.sh), after the exit report
+RUNNER_MARK = b"\x1ebraindrill-runner "  # a slot runner's report (container/runner.py)
+
+# -- engine → slot runner --------------------------------------------------------------------------
+FRAME_TOKEN, FRAME_DATA, FRAME_STOP = b"token", b"data", b"stop"
 MAX_HEADER = 64  # the longest header line of a report or record
 
 # -- labels ----------------------------------------------------------------------------------------
@@ -92,6 +102,11 @@ LABEL = "braindrill"
 OWNER, EXECUTION, LANGUAGE, POOLED, EXPIRES = (
     f"{LABEL}.{name}" for name in ("owner", "execution", "language", "pooled", "expires")
 )
+
+
+def runner_frame(kind: bytes, number: int, body: bytes = b"") -> bytes:
+    """One frame of the engine to a slot runner."""
+    return b"%s %d %d\n" % (kind, number, len(body)) + body
 
 
 def exit_mark(token: str) -> bytes:

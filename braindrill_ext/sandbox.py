@@ -284,7 +284,7 @@ class Sandbox:
             # A waiting container writes nothing: end-of-stream or output now means it is gone.
             raise HostUnavailable(self.host.name, "the container ended before its code arrived")
         try:
-            await self.host.call(_raw(self._sock).sendall, payload)
+            await self.host.call(self._send, payload)
         except TRANSPORT_ERRORS as e:
             raise HostUnavailable(self.host.name, f"cannot deliver the code: {reason_of(e)}") from e
         started = time.monotonic()
@@ -410,7 +410,7 @@ class Sandbox:
         left in /work and /tmp is charged as memory and does not fit), the sandbox is killed."""
         lim = self.limits
         if lim.compile_memory_mib != lim.memory_mib:
-            memory = f"{lim.memory_mib}m"
+            memory = f"{self._memory_mib(lim.memory_mib)}m"
             try:
                 self.host.client.api.update_container(
                     self.container_id, mem_limit=memory, memswap_limit=memory
@@ -421,8 +421,16 @@ class Sandbox:
                 )
                 self._kill_sync()
                 return
-        _raw(self._sock).sendall(p.GO)
+        self._send(p.GO)
         self._run_started.get_loop().call_soon_threadsafe(_set, self._run_started)
+
+    def _memory_mib(self, limit_mib: int) -> int:
+        """The container's memory limit for an execution's ``limit_mib``."""
+        return limit_mib
+
+    def _send(self, data: bytes) -> None:
+        """Write to the program's stdin (a host thread): the payload, the go-ahead."""
+        _raw(self._sock).sendall(data)
 
     def _outcome_sync(self, compile_failed: bool = False) -> tuple[int, bool]:
         """The container's exit code, and whether the OOM killer struck in it (the compiler may

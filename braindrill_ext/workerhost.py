@@ -148,14 +148,10 @@ class WorkerHost:
         a nested sandbox has none)."""
         return self.sandbox_kind == "nested" and not language.network
 
-    def sandbox(
-        self, language: Language, image: str, limits, labels: dict, cells=False, **kwargs
-    ) -> Sandbox:
-        """A container for one execution, or a slot runner where ``language`` nests (``cells``:
-        for notebook cells, see ``HostPool._pool``)."""
+    def sandbox(self, language: Language, image: str, limits, labels: dict, **kwargs) -> Sandbox:
+        """A container for one execution, or a slot runner where ``language`` nests."""
         if self.nests(language):
-            options = {**self.runner_options, "cells": cells}
-            return Runner(self, language, image, limits, labels, **kwargs, **options)
+            return Runner(self, language, image, limits, labels, **kwargs, **self.runner_options)
         return Sandbox(self, language, image, limits, labels, **kwargs)
 
     # -- images ----------------------------------------------------------------------------------

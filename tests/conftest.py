@@ -122,20 +122,28 @@ def embedded_sandbox():
 
 
 @pytest.fixture(scope="module")
-def embedded_engine(tmp_path_factory, embedded_sandbox):
+def embedded_config():
+    """Override to change the embedded engine's config in a test module (merged by section)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def embedded_engine(tmp_path_factory, embedded_sandbox, embedded_config):
     """The process's embedded engine, which the kernels a test module starts with jupyter_client
     use; configured as an operator configures a script's, by a ``jupyter_server_config.json`` in
-    the Jupyter config path (here: warm pools off, so that every container seen belongs to a
-    running cell). Stopped at the end of the module, when nothing may be left."""
+    the Jupyter config path (by default: warm pools off, so that every container seen belongs to
+    a running cell). Stopped at the end of the module, when nothing may be left."""
     config_dir = tmp_path_factory.mktemp("jupyter-config")
     config = {"WarmPools": {"enabled": False}, "ExecutionEngine": {"sandbox": embedded_sandbox}}
+    for section, values in embedded_config.items():
+        config[section] = {**config.get(section, {}), **values}
     (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
     embedded.shutdown()  # another module's, made with another configuration
     mp = pytest.MonkeyPatch()
     mp.setenv("JUPYTER_CONFIG_DIR", str(config_dir))
     try:
         engine = embedded.kernel_loop().engine
-        assert engine.pools.enabled is False  # read from the config file
+        assert engine.pools.enabled is config["WarmPools"]["enabled"]  # read from the file
         assert engine.sandbox == embedded_sandbox
         yield engine
     finally:
@@ -147,7 +155,8 @@ def embedded_engine(tmp_path_factory, embedded_sandbox):
 @pytest.fixture
 def start():
     """Start Braindrill kernels from this process with jupyter_client (``start(language)`` →
-    (manager, client)); shut them down afterwards and check no container is left."""
+    (manager, client)); shut them down afterwards and check no container is left but warm ones
+    (those the engine's pools keep, if on; the engine's own teardown checks those)."""
     started = []
 
     def start(language="python"):
@@ -164,4 +173,4 @@ def start():
         kc.stop_channels()
         if km.has_kernel:
             km.shutdown_kernel(now=True)
-    assert containers_left() == []
+    assert containers_left(include_pooled=False) == []

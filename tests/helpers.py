@@ -104,11 +104,11 @@ def leftover_containers(include_pooled: bool = True, pid: int | None = None) -> 
     ]
 
 
-def containers_left(wait_s: float = 15.0) -> list[str]:
+def containers_left(wait_s: float = 15.0, include_pooled: bool = True) -> list[str]:
     """This process's containers still there after ``wait_s`` (the engine removes a finished
     cell's container just after returning its result; an interrupted one before)."""
-    eventually_sync(lambda: not leftover_containers(), wait_s)
-    return leftover_containers()
+    eventually_sync(lambda: not leftover_containers(include_pooled), wait_s)
+    return leftover_containers(include_pooled)
 
 
 async def containers_left_async(wait_s: float = 15.0) -> list[str]:

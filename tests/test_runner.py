@@ -1,7 +1,8 @@
-"""A slot runner's stream (``runner.py``): the execution's output ends at the runner's report,
-on both streams, wherever the frames split it; nothing else ends it (pure logic: the frames are
-given). Then one real runner stopping sandbox after sandbox (the nested sandboxes' hostile cases
-run in ``test_sandbox_security.py`` and the other modules parametrised with both kinds)."""
+"""A slot runner's stream (``runner.py``): the execution's output ends at the runner's report for
+its own sandbox, on both streams, wherever the frames split it; nothing else ends it (pure logic:
+the frames are given). Then one real runner stopping sandbox after sandbox (the nested sandboxes'
+hostile cases run in ``test_sandbox_security.py``, ``test_runner_isolation.py`` and the other
+modules parametrised with both kinds)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from braindrill_ext.sandbox import GRACE_S
 TOKEN = "0123456789abcdef"
 
 
-def report(status=0, oom=0, clean=1, stopped=0, token=TOKEN) -> bytes:
-    return RUNNER_MARK + f"{token} {status} {oom} {clean} {stopped}\n".encode()
+def report(status=0, oom=0, clean=1, stopped=0, token=TOKEN, number=1) -> bytes:
+    return RUNNER_MARK + f"{token} {number} {status} {oom} {clean} {stopped}\n".encode()
 
 
 def read(frames):
-    """What the collector gets, per stream, and the report the runner parsed."""
+    """What the collector gets, per stream, and the report the runner parsed (for sandbox 1)."""
     runner = Runner.__new__(Runner)
-    runner.token, runner._report = TOKEN, None
+    runner.token, runner._report, runner._number = TOKEN, None, 1
     runner._frames = lambda: iter(frames)
     got = {STDOUT: b"", STDERR: b""}
     for stream, chunk in runner._chunks(collector=None):
@@ -53,6 +54,13 @@ def test_a_report_with_another_token_is_output():
     got, parsed = read([(STDOUT, forged), (STDOUT, report()), (STDERR, report())])
     assert got[STDOUT] == forged
     assert parsed == (0, 0, True, False)
+
+
+def test_a_report_for_another_sandbox_is_no_report():
+    """A report that names another sandbox than the execution's: the runner is not reused."""
+    got, parsed = read([(STDOUT, report(number=2)), (STDERR, report(number=2))])
+    assert parsed is None
+    assert got == {STDOUT: b"", STDERR: b""}
 
 
 def test_a_stream_that_ends_before_the_report_leaves_none():
@@ -106,7 +114,7 @@ def braindrill_config():
 @pytest.mark.docker
 async def test_one_runner_stops_sandbox_after_sandbox(run):
     """Timeouts and floods back to back on a host of one slot: each sandbox is stopped at once
-    by its own stop signal (a lost one would leave the deadline to the grace period and the
+    by its own stop frame (a lost one would leave the deadline to the grace period and the
     runner's replacement), including floods that end by themselves while the stop is on its way,
     and the same runner runs them all and what follows, each in a fresh sandbox."""
     finite_flood = "hostname; head -c 3000000 /dev/zero | tr '\\0' x"

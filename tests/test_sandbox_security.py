@@ -171,9 +171,7 @@ async def test_backstop_kills_without_the_manager(language, code, sandbox_kind):
         )
         await sandbox.prepare()
         execution = Execution(lang, code, limits)
-        from braindrill_ext.sandbox import _raw
-
-        _raw(sandbox._sock).sendall(build_payload(execution, limits, Tokens()))
+        sandbox._send(build_payload(execution, limits, Tokens()))
         started = time.monotonic()
         if sandbox_kind == "nested":  # the runner reports after the sandbox's pid namespace
             mark = RUNNER_MARK + sandbox.token.encode() + b" "
@@ -182,7 +180,7 @@ async def test_backstop_kills_without_the_manager(language, code, sandbox_kind):
                 out += chunk if stream == 1 else b""
                 if mark in out and out.endswith(b"\n"):
                     break
-            exit_code = int(out[out.index(mark) + len(mark) :].split()[0])
+            exit_code = int(out[out.index(mark) + len(mark) :].split()[1])  # after its number
         else:
             client = docker.from_env()
             exit_code = client.api.wait(sandbox.container_id, timeout=30)["StatusCode"]
@@ -242,10 +240,10 @@ async def test_no_namespaces_no_mounts_own_proc(run):
 
 
 async def test_a_forged_runner_report_is_just_output(run):
-    code = "printf '\\036braindrill-runner 0123456789abcdef 0 0 1\\n'; exit 3"
+    code = "printf '\\036braindrill-runner 0123456789abcdef 1 0 0 1 0\\n'; exit 3"
     result = await run("bash", code)
     assert result["status"] == "error" and result["exit_code"] == 3
-    assert result["stdout"] == "\x1ebraindrill-runner 0123456789abcdef 0 0 1\n"
+    assert result["stdout"] == "\x1ebraindrill-runner 0123456789abcdef 1 0 0 1 0\n"
 
 
 async def test_runners_are_reused_and_sandboxes_stopped_alone(run, sandbox_kind):  # noqa: F811

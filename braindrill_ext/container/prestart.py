@@ -312,7 +312,10 @@ def watch(child, job, display, source):
     exit with its status."""
     signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
     signal.setitimer(signal.ITIMER_REAL, float(job["BD_TIMEOUT"]))
-    _, status = os.waitpid(child, 0)  # resumed after the handler runs (PEP 475)
+    while True:  # resumed after the handler runs (PEP 475); orphans too, as a sandbox's pid 1
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            break
     signal.setitimer(signal.ITIMER_REAL, 0)
     code = os.waitstatus_to_exitcode(status)
     code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
@@ -328,32 +331,47 @@ def watch(child, job, display, source):
     os._exit(code)
 
 
-os.chdir("/work")
-# A sandbox for a script (a runner's for scripts, a container started for one: Sandbox.script)
-# starts nothing before its code: IPython's shell and the preloads cost ~0.4 s of CPU, and a
-# script needs them only if it uses them (ShellOnImport). Else (a warm container, a sandbox for
-# notebook cells) it starts them ahead of its code.
+# -- the program -------------------------------------------------------------------------------
+def template(source, preloads):
+    """What runs before the payload: the shell and the preloads. Called here, or once per runner
+    life by a slot runner's template (container/runner.py), whose every sandbox is a fork of it.
+    Returns the function that serves one execution (it never returns)."""
+    os.chdir("/work")
+    if lazy:
+        preloads = []
+    prepare_environment(preloads)
+    shell = None if lazy else make_shell()
+    preload(preloads, shell)
+    return lambda: serve(shell, source)
+
+
+def serve(shell, source):
+    """Read the payload, run it in a child, watch it; exits with the program's status."""
+    os.chdir("/work")
+    read_payload()
+    job, argv = read_job()
+    records["token"] = job.get("BD_OUTPUT_TOKEN", "")
+    if job.get("BD_OUTPUT_MAX", "").isdigit():
+        records["max"] = int(job["BD_OUTPUT_MAX"])
+    cell = job.get("BD_INTERACTIVE") == "1"
+    count = int(job["BD_EXECUTION_COUNT"]) if job.get("BD_EXECUTION_COUNT", "").isdigit() else 1
+    state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
+    display = os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
+    os.makedirs(display, exist_ok=True)
+    # What exists now (IPython's objects, the preloaded modules') is never traversed by the
+    # child's garbage collections, which would copy every page of it: ~0.1 s more at its exit.
+    gc.freeze()
+    child = os.fork()
+    if child == 0:
+        job.clear()  # the program has no use for the exit token
+        run(source, argv, shell, cell, count)
+    else:
+        watch(child, job, display, source)
+
+
+# A sandbox for a script (a container started for one: Sandbox.script) starts nothing before its
+# code: IPython's shell and the preloads cost ~0.4 s of CPU, and a script needs them only if it
+# uses them (ShellOnImport). Else (a warm container, a runner's template) it starts them ahead.
 lazy = os.environ.pop("BD_PRESTART", "") == "lazy"
-preloads = [] if lazy else sys.argv[2:]
-prepare_environment(preloads)
-shell = None if lazy else make_shell()
-preload(preloads, shell)
-read_payload()
-job, argv = read_job()
-records["token"] = job.get("BD_OUTPUT_TOKEN", "")
-if job.get("BD_OUTPUT_MAX", "").isdigit():
-    records["max"] = int(job["BD_OUTPUT_MAX"])
-cell = job.get("BD_INTERACTIVE") == "1"
-count = int(job["BD_EXECUTION_COUNT"]) if job.get("BD_EXECUTION_COUNT", "").isdigit() else 1
-state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
-display = os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
-os.makedirs(display, exist_ok=True)
-# What exists now (IPython's objects, the preloaded modules') is never traversed by the child's
-# garbage collections, which would copy every page of it: ~0.1 s more at the child's exit.
-gc.freeze()
-child = os.fork()
-if child == 0:
-    job.clear()  # the program has no use for the exit token
-    run(sys.argv[1], argv, shell, cell, count)
-else:
-    watch(child, job, display, sys.argv[1])
+if __name__ == "__main__":  # a container's program; a runner's template runs template() itself
+    template(sys.argv[1], sys.argv[2:])()
