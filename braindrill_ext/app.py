@@ -6,11 +6,11 @@ from __future__ import annotations
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Instance, Type
 
-from . import handlers
-from .engine import ExecutionEngine
+from .api import handlers
+from .api.sessions import RestSessionManager
+from .engine.engine import ExecutionEngine
 from .kernel.loop import KernelLoop
 from .kernel.provisioner import SETTINGS_KEY
-from .sessions import RestSessionManager
 
 
 class BraindrillApp(ExtensionApp):

@@ -1,4 +1,25 @@
-"""The engine's errors. Only the handlers turn them into HTTP responses."""
+"""Every error Braindrill raises on purpose, in one tree. Engine code raises them and never speaks
+HTTP; the REST handlers (``api/handlers.py``, one function) and the kernels turn them into what
+users see.
+
+    BraindrillError
+    ├── UnknownLanguage          404: no such language (the message lists the known ones)
+    ├── UnknownSession           404: no such session for this user
+    ├── InvalidRequest           400: malformed, or limits outside what the operator allows
+    │   └── WrongLanguage        400: a session used with another language than its own
+    ├── PayloadTooLarge          413: code, stdin and files over the operator's size limit
+    ├── TooManyRequests          429: the user is past a per-user limit (Retry-After)
+    │   └── TooManySessions      429: the user has as many sessions as allowed
+    ├── NoCapacity               503: the queue is full, or the wait for a slot ran out
+    ├── HostUnavailable          503: no worker host could start it (before the code ran)
+    │   └── CannotRunHere        the host answers but cannot run this: another host may
+    │       ├── ImageMissing     it lacks the language's image
+    │       └── CannotNest       its slot runner cannot make nested sandboxes
+    └── StateBudgetFull          a state not kept: the server's memory for states is full
+
+    BadRecord (ValueError)       an output record from a sandbox that is not a valid output:
+    └── NotJSON                  the record is dropped and the user told; nothing goes further
+"""
 
 from docker.errors import DockerException
 from requests.exceptions import RequestException
@@ -23,24 +44,43 @@ class UnknownLanguage(BraindrillError):
         super().__init__(f"unknown language {name!r}; known languages: {', '.join(known)}")
 
 
+class UnknownSession(BraindrillError):
+    """No such session for this user: never created, ended, expired, or another user's."""
+
+    def __init__(self, session_id: str):
+        self.session_id = session_id
+        super().__init__(
+            f"no session {session_id!r}: unknown, deleted, expired or not yours "
+            "(POST /braindrill/sessions creates one)"
+        )
+
+
 class InvalidRequest(BraindrillError):
     """The request is malformed or asks for limits outside what the operator allows."""
+
+
+class WrongLanguage(InvalidRequest):
+    """A session used with another language than its own."""
 
 
 class PayloadTooLarge(BraindrillError):
     """Code, stdin or files exceed the operator's size limit."""
 
 
-class NoCapacity(BraindrillError):
-    """Every slot is busy and the queue is full, or the wait in the queue ran out."""
+class TooManyRequests(BraindrillError):
+    """The user is past a per-user limit (concurrent executions or rate)."""
 
     def __init__(self, message: str, retry_after: int = 1):
         self.retry_after = retry_after
         super().__init__(message)
 
 
-class TooManyRequests(BraindrillError):
-    """The user is past a per-user limit (concurrent executions or rate)."""
+class TooManySessions(TooManyRequests):
+    """The user already has ``RestSessionManager.max_per_user`` sessions."""
+
+
+class NoCapacity(BraindrillError):
+    """Every slot is busy and the queue is full, or the wait in the queue ran out."""
 
     def __init__(self, message: str, retry_after: int = 1):
         self.retry_after = retry_after
@@ -71,3 +111,20 @@ class ImageMissing(CannotRunHere):
 class CannotNest(CannotRunHere):
     """A slot runner cannot make nested sandboxes on this host with this image (no user
     namespaces for it, or no Python in the image)."""
+
+
+class StateBudgetFull(BraindrillError):
+    """Keeping a state would take the server past ``StateStore.budget_mib``."""
+
+
+class BadRecord(ValueError):
+    """An output record that is not a valid Jupyter output (``sandbox/records.py``): it is
+    dropped and the reason shown."""
+
+
+class NotJSON(BadRecord):
+    """A base64-encoded value of a JSON type that is text but not JSON."""
+
+    def __init__(self, mime: str, text: str):
+        self.text = text
+        super().__init__(f"the {mime} value is not JSON")

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from importlib.resources import files as package_files
 
 from jupyter_client.kernelspec import KernelSpecManager
 
 from .errors import UnknownLanguage
 
 KERNEL_PREFIX = "braindrill-"
-# The programs that run inside sandboxes (the bootstrap, prestart scripts): one copy, any language.
-CONTAINER = package_files("braindrill_ext").joinpath("container")
 
 
 @dataclass(frozen=True)
@@ -35,9 +32,12 @@ class Language:
     language_info: dict = field(default_factory=dict)
     network: bool = False
     resource_dir: str = ""
-    # The interpreter started with the container, before the code arrives (argv, then the source
-    # file name): it runs the payload itself instead of the bootstrap. Interpreted languages only.
+    # The interpreter started with the container, before the code arrives (its argv; then the
+    # program, the source file name and the preloads): it runs the payload itself instead of the
+    # bootstrap. Interpreted languages only.
     prestart: tuple[str, ...] | None = None
+    # The program it runs: files of sandbox/container/, joined in order (sandbox/programs.py).
+    prestart_script: tuple[str, ...] = ()
     # Modules the prestarted interpreter imports before the code arrives (after the source file
     # in its argv), so that a cell importing them costs nothing.
     preload: tuple[str, ...] = ()
@@ -59,15 +59,14 @@ class Language:
     def from_kernelspec(cls, kernel_name: str, spec) -> Language:
         meta = spec.metadata["braindrill"]
         compile_cmd = meta.get("compile")
-        prestart, preload = meta.get("prestart"), ()
+        prestart, preload, script = meta.get("prestart"), (), ()
         if prestart:
             if compile_cmd:
                 raise ValueError(f"{kernel_name}: a compiled language cannot have a prestart")
             parts = prestart["script"]  # a file of container/, or several joined in order
-            parts = [parts] if isinstance(parts, str) else parts
-            script = "\n".join(CONTAINER.joinpath(part).read_text() for part in parts)
+            script = (parts,) if isinstance(parts, str) else tuple(parts)
             preload = tuple(prestart.get("preload", ()))
-            prestart = (*prestart["argv"], script)
+            prestart = tuple(prestart["argv"])
         return cls(
             name=kernel_name.removeprefix(KERNEL_PREFIX),
             display_name=spec.display_name,
@@ -83,6 +82,7 @@ class Language:
             network=bool(meta.get("network", False)),
             resource_dir=spec.resource_dir,
             prestart=prestart or None,
+            prestart_script=script if prestart else (),
             preload=preload,
         )
 

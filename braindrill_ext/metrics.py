@@ -1,7 +1,7 @@
 """Prometheus metrics, served by Jupyter Server's own ``/metrics`` endpoint.
 
 They live in ``prometheus_client``'s default registry (the one Jupyter Server exposes), so they are
-process-wide by nature: several managers in one process (tests) add to the same series.
+process-wide by nature: several engines in one process (tests) add to the same series.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ HOST_RUNNING = Gauge("braindrill_host_running", "Executions running on the worke
 
 
 def record(result, seconds: float) -> None:
-    """Count one finished execution. Called by the remote kernel manager."""
+    """Count one finished execution. Called by the engine."""
     EXECUTIONS.labels(result.language, result.status.value).inc()
     LATENCY.labels(result.language).observe(seconds)
 

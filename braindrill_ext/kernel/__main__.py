@@ -35,7 +35,7 @@ async def serve(language: str, connection_info: dict, kernel_id: str) -> int:
     kernel_loop = KernelLoop(engine, asyncio.get_running_loop())
     await engine.ensure_started()
     try:
-        lang = engine.registry.get(language)
+        lang = engine.language(language)
         kernel = BraindrillKernel(lang, connection_info, kernel_loop, kernel_id=kernel_id)
         await kernel.start()
         loop = asyncio.get_running_loop()

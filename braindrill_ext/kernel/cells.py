@@ -4,9 +4,9 @@ functions, used by the kernel."""
 
 from __future__ import annotations
 
+from ..engine import LIMITS_MAGIC
 from ..errors import BraindrillError
 from ..execution import Limits, Result, Status
-from ..validation import LIMITS_MAGIC
 
 RED, RESET = "\x1b[0;31m", "\x1b[0m"
 RESET_MAGIC = "%reset"  # a first line: empty the kernel's state, then run the rest of the cell

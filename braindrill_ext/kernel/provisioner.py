@@ -48,8 +48,8 @@ class BraindrillProvisioner(KernelProvisionerBase):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Called from ``KernelManager.launch_kernel()``: start the kernel on its loop."""
         self.kernel_loop = _kernel_loop(self.parent)
-        registry = self.kernel_loop.engine.registry
-        language = registry.get(self._kernel_name().removeprefix(KERNEL_PREFIX))
+        name = self._kernel_name().removeprefix(KERNEL_PREFIX)
+        language = self.kernel_loop.engine.language(name)
         kernel = await self.kernel_loop.call(self._start(language))
         self.kernel = kernel
         self.connection_info = kernel.connection_info

@@ -1,0 +1,30 @@
+"""The engine: runs executions on the worker hosts (``hosts/``), each in a fresh sandbox
+(``sandbox/``), and keeps the states that kernels and sessions carry.
+
+The front doors (``api/``, ``kernel/``) import from this package only, and use only this API of
+``ExecutionEngine``; everything else here is the engine's own:
+
+- ``language(name)``, ``languages()``, ``default_limits(language)``, ``code_bytes``: what can run;
+- ``execution(language, code, **fields)``: a request checked into an ``Execution``;
+- ``run(execution, on_output, state=key)`` → ``Result``; ``start(...)`` → ``Running``, to await
+  and cancel; a ``state`` key restores and keeps a kernel's or session's state;
+- ``drop_state(key)``, ``state_bytes(key)``, ``keeps_kernel_state``;
+- ``version(language)``, ``describe_language(language)``, ``describe_hosts()``;
+- ``ensure_started()``, ``stop()``, ``remove_own_containers()``: for the owner of the process.
+
+Refusals are the typed errors of ``errors.py``. The request parsers of ``validation.py`` that the
+front doors need are re-exported here.
+"""
+
+from .engine import ExecutionEngine
+from .running import Running
+from .validation import LIMITS_MAGIC, parse_body, parse_session_body, split_limits
+
+__all__ = [
+    "LIMITS_MAGIC",
+    "ExecutionEngine",
+    "Running",
+    "parse_body",
+    "parse_session_body",
+    "split_limits",
+]

@@ -1,0 +1,283 @@
+"""Warm pools: per worker host and language, containers created and started ahead of time, each
+waiting for its code. A pooled container has never run user code and is used exactly once.
+
+Capacity: pooled containers count against the host's slots and memory budget. A pool fills only
+while ``running + pooled < slots`` and the memory limits of running and pooled containers leave
+room for one more, so under load it stops refilling and drains through its hits; it never blocks
+an execution (the scheduler admits on running executions alone) and never destroys a warm
+container to make room (that would waste the engine's work creating it).
+Sizing: a language's target starts at its minimum, grows by one on every miss (up to its maximum),
+shrinks by one after ``shrink_after_s`` without a hit; an idle container older than ``ttl_s`` is
+replaced. A pool that cannot fill (image missing, engine error) backs off, and executions take the
+cold path; the reason shows in ``/braindrill/workers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+
+from traitlets import Bool, Dict, Float, Integer, TraitError, validate
+from traitlets.config import LoggingConfigurable
+
+from ..errors import HostUnavailable
+from ..execution import Execution, Limits, container_memory_mib
+from ..languages import Language
+from ..sandbox.protocol import EXECUTION
+
+# Limits fixed when a container is created; a request that changes one takes the cold path.
+CONTAINER_LIMITS = ("memory_mib", "cpus", "pids", "workdir_mib", "nofile", "compile_memory_mib")
+# A slot runner's: the others it applies before the execution (runner.py).
+RUNNER_LIMITS = ("pids", "workdir_mib", "nofile")
+
+
+class WarmPools(LoggingConfigurable):
+    """Warm-pool policy; one ``HostPool`` per worker host does the work."""
+
+    enabled = Bool(True, config=True, help="Keep warm containers; False: every execution is cold.")
+    min_size = Integer(0, config=True, help="Warm containers per language and host, at least.")
+    max_size = Integer(4, config=True, help="Warm containers per language and host, at most.")
+    languages = Dict(
+        config=True,
+        help="Per-language {'min': n, 'max': n}; {'max': 0} turns the pool off for a language.",
+    )
+    ttl_s = Float(
+        300.0,
+        config=True,
+        help="A warm container waiting longer, or a slot runner (sandbox 'nested') older, is "
+        "replaced, in s.",
+    )
+    runner_executions = Integer(
+        1000, config=True, help="A slot runner is replaced after this many executions."
+    )
+    shrink_after_s = Float(60.0, config=True, help="Shrink a pool by one after this long idle, s.")
+    retry_after_s = Float(30.0, config=True, help="Wait before refilling a pool that failed, s.")
+
+    @validate("languages")
+    def _check_languages(self, proposal):
+        for lang, sizes in proposal["value"].items():
+            if not isinstance(sizes, dict) or set(sizes) - {"min", "max"}:
+                raise TraitError(f"WarmPools.languages[{lang!r}] must be {{'min': n, 'max': n}}")
+        return proposal["value"]
+
+    def bounds(self, language: str, slots: int = 0) -> tuple[int, int]:
+        """A language's pool size bounds; ``slots``: on a host of slot runners, which may keep
+        one runner per slot unless the language's own maximum says otherwise."""
+        if not self.enabled:
+            return 0, 0
+        sizes = self.languages.get(language, {})
+        high = sizes.get("max", max(self.max_size, slots))
+        return min(sizes.get("min", self.min_size), high), high
+
+
+@dataclasses.dataclass
+class _LanguagePool:
+    language: Language
+    limits: Limits
+    ready: collections.deque = dataclasses.field(default_factory=collections.deque)
+    target: int = 0
+    filling: int = 0
+    hits: int = 0
+    misses: int = 0
+    last_used: float = dataclasses.field(default_factory=time.monotonic)
+    last_error: str | None = None
+    retry_at: float = 0.0
+
+    @property
+    def memory_mib(self) -> int:
+        return container_memory_mib(self.language, self.limits)
+
+
+class HostPool:
+    """The warm containers of one worker host. Used by the engine: ``take()`` in the placement's
+    ``_run_on``, ``fill()`` when a slot frees, ``maintain()`` from its periodic loop."""
+
+    def __init__(self, host, policy: WarmPools, labels, limits_for, reaper, log):
+        self.host = host
+        self.reaper = reaper  # keeps what could not be removed
+        self.policy = policy
+        self.labels = labels  # () -> the labels of a new warm container
+        self.limits_for = limits_for  # Language -> default Limits
+        self.log = log
+        self.pools: dict[str, _LanguagePool] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+
+    @property
+    def pooled(self) -> int:
+        return sum(len(p.ready) + p.filling for p in self.pools.values())
+
+    @property
+    def pooled_mib(self) -> int:
+        """The memory limits of the warm containers (ready and being created)."""
+        return sum((len(p.ready) + p.filling) * p.memory_mib for p in self.pools.values())
+
+    def _bounds(self, lang: Language) -> tuple[int, int]:
+        return self.policy.bounds(lang.name, self.host.slots if self.host.nests(lang) else 0)
+
+    def _pool(self, lang: Language) -> _LanguagePool:
+        pool = self.pools.get(lang.name)
+        if pool is None:
+            low, _ = self._bounds(lang)
+            pool = _LanguagePool(lang, self.limits_for(lang), target=low)
+            self.pools[lang.name] = pool
+        return pool
+
+    def take(self, execution: Execution):
+        """A warm sandbox for ``execution``, or None (then the caller starts a cold one). Counts a
+        miss, which grows the pool, and schedules a refill."""
+        lang = execution.language
+        low, high = self._bounds(lang)
+        if high == 0:
+            return None
+        if not execution.warm:
+            return None
+        pool = self._pool(lang)
+        if pool.language != lang:  # a variant (another run command, no prestart): go cold
+            return None
+        pool.last_used = time.monotonic()
+        fixed = RUNNER_LIMITS if self.host.nests(lang) else CONTAINER_LIMITS
+        if any(getattr(execution.limits, k) != getattr(pool.limits, k) for k in fixed):
+            return None
+        sandbox = None
+        while pool.ready and sandbox is None:
+            candidate, born = pool.ready.popleft()
+            if time.monotonic() - born < self.policy.ttl_s and _lasts(candidate, execution):
+                sandbox = candidate
+            else:
+                self._spawn(self._destroy(candidate))
+        if sandbox is None:
+            pool.misses += 1
+            pool.target = min(high, max(pool.target + 1, low, 1))
+        else:
+            pool.hits += 1
+        self.fill()
+        return sandbox
+
+    def recycle(self, sandbox) -> bool:
+        """Take back a slot runner after its execution if it may run another (``reusable``) and
+        its pool has room; False: the caller removes it. A container is never reused."""
+        if self._closed or not getattr(sandbox, "reusable", False) or not self.host.schedulable:
+            return False
+        pool = self._pool(sandbox.language)
+        if pool.language != sandbox.language:
+            return False
+        if any(getattr(sandbox.limits, k) != getattr(pool.limits, k) for k in RUNNER_LIMITS):
+            return False
+        if len(pool.ready) + pool.filling >= self._bounds(pool.language)[1]:
+            return False
+        pool.ready.append((sandbox, sandbox.born))
+        return True
+
+    def fill(self) -> None:
+        """Start creating warm containers where a pool is below target and the host has room."""
+        if self._closed or not self.host.schedulable:
+            return
+        now = time.monotonic()
+        for pool in sorted(self.pools.values(), key=lambda p: len(p.ready) - p.target):
+            while (
+                len(pool.ready) + pool.filling < pool.target
+                and self.host.running + self.pooled < self.host.slots
+                and self.pooled_mib + pool.memory_mib <= self.host.memory_free_mib
+                and now >= pool.retry_at
+            ):
+                pool.filling += 1
+                self._spawn(self._fill_one(pool))
+
+    async def _fill_one(self, pool: _LanguagePool) -> None:
+        sandbox = None
+        try:
+            image = await self.host.image_for(pool.language)
+            sandbox = self.host.sandbox(
+                pool.language, image, pool.limits, self.labels(),
+                idle_life_s=int(self.policy.ttl_s) + 60,
+            )  # fmt: skip
+            await sandbox.prepare()
+        except Exception as e:
+            reason = e.reason if isinstance(e, HostUnavailable) else repr(e)
+            pool.last_error = f"{time.strftime('%H:%M:%S')} {reason}"
+            pool.retry_at = time.monotonic() + self.policy.retry_after_s
+            self.log.warning(
+                "warm pool %s on %s cannot fill: %s", pool.language.name, self.host.name, reason
+            )
+            return
+        finally:
+            pool.filling -= 1
+        if self._closed:
+            await self._destroy(sandbox)
+            return
+        pool.last_error = None
+        pool.ready.append((sandbox, time.monotonic()))
+
+    async def maintain(self, languages) -> None:
+        """Replace containers past their TTL, shrink idle pools, refill; pools with a minimum
+        exist from the start. Called every ``pool_interval_s`` by the engine."""
+        for lang in languages:
+            if self._bounds(lang)[0] > 0:
+                self._pool(lang)
+        now = time.monotonic()
+        for pool in list(self.pools.values()):  # recycle() may add one while this awaits
+            low, high = self._bounds(pool.language)
+            if now - pool.last_used > self.policy.shrink_after_s and pool.target > low:
+                pool.target -= 1
+                pool.last_used = now
+            pool.target = min(pool.target, high)
+            # Sorted out before any await: meanwhile take() and recycle() use pool.ready, and a
+            # sandbox being destroyed must not be handed out (nor one recycled meanwhile lost).
+            keep, doomed = collections.deque(), []
+            for sandbox, born in pool.ready:
+                if now - born >= self.policy.ttl_s or len(keep) >= pool.target:
+                    doomed.append(sandbox)
+                else:
+                    keep.append((sandbox, born))
+            pool.ready = keep
+            for sandbox in doomed:
+                await self._destroy(sandbox)
+        self.fill()
+
+    async def close(self) -> None:
+        """Destroy every warm container. Called at shutdown."""
+        self._closed = True
+        # Fills in flight finish and, seeing the pool closed, destroy what they made.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.discard()
+
+    async def discard(self) -> None:
+        """Destroy the warm containers waiting now, then refill. Called at shutdown (``close``)
+        and by the engine when its host is back after a failure: they died with its engine."""
+        for pool in self.pools.values():
+            while pool.ready:
+                sandbox, _ = pool.ready.popleft()
+                await self._destroy(sandbox)
+        self.fill()
+
+    def status(self) -> dict:
+        return {
+            name: {
+                "ready": len(p.ready),
+                "target": p.target,
+                "hits": p.hits,
+                "misses": p.misses,
+                "last_error": p.last_error,
+            }
+            for name, p in sorted(self.pools.items())
+        }
+
+    async def _destroy(self, sandbox) -> None:
+        if not await sandbox.destroy():
+            self.reaper.abandon(self.host, sandbox.labels[EXECUTION])
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _lasts(sandbox, execution: Execution) -> bool:
+    """Whether a warm container or runner outlives ``execution``'s limits (its in-container
+    backstop; a runner's counts from its creation)."""
+    deadline = getattr(sandbox, "deadline", None)
+    lim = execution.limits
+    return deadline is None or time.monotonic() + lim.compile_timeout_s + lim.timeout_s < deadline

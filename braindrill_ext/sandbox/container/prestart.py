@@ -1,0 +1,380 @@
+# Braindrill's Python sandbox, part 3 of 3 (after python_output.py and python_state.py, joined
+# into one program): the prestart, the command of a Python sandbox container, run as
+# `timeout -s KILL <life> python3 -u -c "<the three parts>" <source file> [preload module...]`
+# under the container's init. The interpreter starts with the container, before any code exists,
+# so that the code runs as soon as it arrives instead of after the interpreter's start-up.
+#
+# Before the payload (nothing here runs user code before it arrives): if IPython is installed, an
+# IPython InteractiveShell is made whose display publisher and displayhook write output records
+# (braindrill_ext/protocol.py) instead of printing, matplotlib gets matplotlib-inline's backend
+# (MPLBACKEND, unless set; MPLCONFIGDIR under /tmp: the root is read-only and HOME=/work), and the
+# modules named after the source file are imported (a data kernel preloads numpy, pandas...).
+#
+# Then it follows the bootstrap's contract (braindrill_ext/container/bootstrap.sh): one framed
+# payload on stdin (`<size>\n` + tar, or `<size> <state size>\n` + state + tar), unpacked into
+# /work; .braindrill/job gives BD_TIMEOUT, BD_EXIT_TOKEN and, optionally, BD_OUTPUT_TOKEN,
+# BD_OUTPUT_MAX, BD_INTERACTIVE, BD_EXECUTION_COUNT and BD_STATE_MAX (python_state.py: the child
+# restores and saves the variables around the code, the parent sends the state);
+# .braindrill/argv the run argv; the program's stdin is .braindrill/stdin;
+# exit codes 120-122 for a broken payload. It then forks. The child runs the code:
+# - BD_INTERACTIVE != "1" (a script, REST's default): as `python3 -u <source file> <args>` would
+#   (__main__, sys.argv, sys.path, a traceback on stderr and exit 1, atexit, threads...); only
+#   display(), IPython.display objects and matplotlib figures (plt.show(), and the figures still
+#   open at the end) become output records. IPython's additions to builtins and sys (display,
+#   __IPYTHON__, sys.ps1...) are taken away again.
+# - BD_INTERACTIVE == "1" (a notebook cell): `shell.run_cell(code)` with execution_count
+#   BD_EXECUTION_COUNT: the last expression's value is an execute_result record (a trailing `;`
+#   hides it), an uncaught exception (SyntaxError included) one error record with IPython's
+#   traceback and exit 1 (nothing on stderr), sys.exit(n) exit n. Without IPython (the official
+#   python:3.12-slim image) a small stdlib fallback, silently: the last expression's repr as
+#   text/plain execute_result, an exception as an error record with the standard traceback.
+# The parent is the in-container deadline (the role `timeout -s KILL` plays in the bootstrap);
+# when the child has exited it turns the files left in $BRAINDRILL_DISPLAY into display_data
+# records (as the bootstrap does), writes the exit report on both streams and exits with the
+# child's status. The child never keeps BD_EXIT_TOKEN; it knows BD_OUTPUT_TOKEN (its records).
+# Without BD_OUTPUT_TOKEN (an engine that does not read records) nothing is framed: display()
+# prints text/plain as IPython does in a terminal, and display files are left alone.
+# Only built-in modules are imported by the prestart itself (tarfile and shlex would cost ~40 ms
+# of start-up on a slow storage driver, paid again by every cold start); the tar is the engine's
+# own plain USTAR. json, ast and traceback are imported when needed (IPython imports them anyway).
+import _signal as signal  # signal.py imports enum, functools...: ~5 ms of every start
+import atexit
+import builtins
+import gc
+import os
+import sys
+
+EXIT_MARK = b"\036braindrill-exit "  # protocol.EXIT_MARK
+NO_PAYLOAD = 123  # protocol.NO_PAYLOAD: stdin closed, no code came
+
+
+def prepare_environment(preloads):
+    os.environ.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")
+    if preloads:
+        # BLAS/OpenMP start a thread per CPU of the host, in this process and again in the
+        # child: as many as the container's CPU quota instead, under its pids limit.
+        threads = cpu_quota()
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            if threads:
+                os.environ.setdefault(name, str(threads))
+
+
+def cpu_quota():
+    """The container's CPU quota rounded up (cgroup v2, else v1); None when unlimited."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+    except (OSError, ValueError):
+        try:
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+                quota = f.read().strip()
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                period = f.read().strip()
+        except OSError:
+            return None
+    try:
+        return max(1, -(-int(quota) // int(period))) if int(quota) > 0 else None
+    except ValueError:  # "max": no quota
+        return None
+
+
+def preload(names, shell):
+    if not names:
+        return
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+    if shell is not None and "matplotlib.pyplot" in sys.modules:
+        try:  # load the backend now: plt.plot() in the code costs nothing more
+            sys.modules["matplotlib.pyplot"].switch_backend(os.environ["MPLBACKEND"])
+        except Exception:
+            pass
+
+
+def read_payload():
+    """Unpack the state, if any, then the payload (header ``<size>[ <state size>]``)."""
+    header = b""
+    while not header.endswith(b"\n"):
+        byte = os.read(0, 1)  # unbuffered: nothing past the payload is consumed
+        if not byte:
+            sys.exit(NO_PAYLOAD)
+        header += byte
+    fields = header.split()
+    if not 1 <= len(fields) <= 2 or not all(field.isdigit() for field in fields):
+        print("braindrill: bad payload header", file=sys.stderr)
+        sys.exit(121)
+    if len(fields) == 2 and int(fields[1]):
+        state = Input(int(fields[1]))
+        try:
+            untar(state)
+        except (ValueError, OSError, UnicodeError):
+            note("the state was not restored whole")
+        state.drain()
+    payload = Input(int(fields[0]))
+    try:
+        untar(payload)
+    except (ValueError, OSError, UnicodeError):
+        print("braindrill: cannot unpack the payload", file=sys.stderr)
+        sys.exit(122)
+    payload.drain()  # the archive's padding
+
+
+def read_job():
+    """The job's variables (BD_TIMEOUT, BD_EXIT_TOKEN, BD_OUTPUT_TOKEN...) and the run argv
+    (.braindrill/argv, the words of the bootstrap's `set --` line, NUL-separated)."""
+    job = {}
+    with open(".braindrill/job") as f:
+        for line in f:
+            name, eq, value = line.strip().partition("=")
+            if eq and name.startswith("BD_") and "'" not in value:
+                job[name] = value
+    with open(".braindrill/argv", "rb") as f:
+        argv = [os.fsdecode(word) for word in f.read().split(b"\0")]
+    os.remove(".braindrill/job")
+    os.remove(".braindrill/argv")
+    return job, argv
+
+
+# -- in the child ----------------------------------------------------------------------------
+def run(source, argv, shell, cell, count):
+    """Become `python3 -u <source> <args>`, or run the source as a notebook cell."""
+    fd = os.open(".braindrill/stdin", os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+    path = os.path.abspath(source)
+    sys.argv = argv[argv.index(source) :]
+    sys.path[0] = os.path.dirname(path)
+    if cell:
+        if lazy:
+            shell = make_shell()
+        if shell is not None:
+            atexit.unregister(shell.atexit_operations)
+        sys.exit(run_cell(shell, path, count) if shell else run_plain_cell(path, count))
+    if lazy:
+        import warnings
+
+        before_ipython.update(recursion_limit=sys.getrecursionlimit(), filters=warnings.filters[:])
+        sys.meta_path.insert(0, ShellOnImport())
+    elif shell is not None:
+        as_script(shell)
+    main = type(sys)("__main__")
+    main.__file__, main.__cached__, main.__builtins__ = path, None, builtins
+    sys.modules["__main__"] = main
+    with open(source, "rb") as f:
+        text = f.read()
+    restore_namespace(main.__dict__)
+    try:
+        exec(compile(text, path, "exec"), main.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as e:  # what the interpreter prints for an uncaught exception
+        e.with_traceback(e.__traceback__.tb_next)  # without this frame
+        sys.excepthook(type(e), e, e.__traceback__)
+        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+    finally:
+        save_namespace(main.__dict__, {})
+
+
+def make_shell():
+    """start_shell(), and matplotlib's inline backend when it is there."""
+    shell = start_shell()
+    if shell is not None:
+        try:
+            import importlib.util
+
+            if importlib.util.find_spec("matplotlib_inline"):
+                os.environ.setdefault("MPLBACKEND", INLINE)
+        except Exception:
+            pass
+    return shell
+
+
+def as_script(shell):
+    """A script keeps no trace of the shell but what displays."""
+    import warnings
+
+    # it would end a session of a disposable process: ~0.1 s at exit
+    atexit.unregister(shell.atexit_operations)
+    for name in ("display", "__IPYTHON__"):
+        builtins.__dict__.pop(name, None)
+    for name in ("ps1", "ps2", "ps3"):
+        sys.__dict__.pop(name, None)
+    sys.setrecursionlimit(before_ipython["recursion_limit"])
+    warnings.filters[:] = before_ipython["filters"]
+    warnings._filters_mutated()
+    # Figures still open at the end are shown, as the inline backend does after a cell: after
+    # the program's own atexit functions and threads.
+    atexit.register(shell.events.trigger, "post_execute")
+
+
+class ShellOnImport:
+    """A lazy sandbox's script (BD_PRESTART=lazy) gets IPython's shell only if it uses it: when it
+    first imports IPython (after IPython has loaded) or matplotlib (before it loads: its backend).
+    A script that imports neither costs no IPython start (~0.4 s of CPU)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in ("IPython", "matplotlib"):
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return None
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            if name == "matplotlib":
+                make_script_shell()
+            load(module)
+            if name == "IPython":
+                make_script_shell()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def make_script_shell():
+    shell = make_shell()
+    if shell is not None:
+        as_script(shell)
+
+
+def run_cell(shell, path, count):
+    with open(path, "rb") as f:
+        code = f.read().decode("utf-8", "replace")
+    import warnings
+
+    shell.execution_count = count
+    # "To exit: use 'exit', 'quit', or Ctrl-D." after sys.exit() in a cell: here it exits.
+    warnings.filterwarnings("ignore", "To exit: use", UserWarning, "IPython")
+    restore_namespace(shell.user_ns)
+    result = shell.run_cell(code, store_history=True)
+    save_namespace(shell.user_ns, shell.user_ns_hidden)
+    if shell.system_exit is not None:
+        return shell.system_exit.code
+    if isinstance(result.error_in_exec, KeyboardInterrupt):
+        return 130
+    return 0 if result.success and not shell.failed_display else 1
+
+
+def run_plain_cell(path, count):
+    """A cell without IPython: the last expression's repr as execute_result, an exception as an
+    error record with the standard traceback. Returns the exit code."""
+    import ast
+    import traceback
+
+    main = type(sys)("__main__")
+    sys.modules["__main__"] = main
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8", "replace")
+    try:
+        tree = ast.parse(text, path)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = tree.body.pop()
+            lines = text.encode().split(b"\n")[last.end_lineno - 1 :]
+            lines[0] = lines[0][last.end_col_offset :]  # offsets count UTF-8 bytes
+            shown = not b"\n".join(lines).lstrip().startswith(b";")
+            last = compile(ast.Expression(last.value), path, "eval") if shown else None
+        body = compile(tree, path, "exec")
+    except SyntaxError as e:
+        error, frames = e, None
+    else:
+        restore_namespace(main.__dict__)
+        try:
+            exec(body, main.__dict__)
+            value = None if last is None else eval(last, main.__dict__)
+            if value is not None:
+                builtins._ = value
+                result = {"output_type": "execute_result", "execution_count": count}
+                result.update(data={"text/plain": repr(value)}, metadata={})
+                write_record(result) or print(repr(value))
+            return 0
+        except SystemExit:
+            raise
+        except BaseException as e:
+            error, frames = e, e.__traceback__.tb_next
+        finally:
+            save_namespace(main.__dict__, {})
+    lines = traceback.format_exception(type(error), error, frames)
+    output = {"output_type": "error", "ename": type(error).__name__, "evalue": str(error)}
+    output["traceback"] = "".join(lines).rstrip("\n").split("\n")
+    if not write_record(output):
+        sys.stderr.write("".join(lines))
+    return 130 if isinstance(error, KeyboardInterrupt) else 1
+
+
+# -- in the parent ---------------------------------------------------------------------------
+def watch(child, job, display, source):
+    """Wait for the child until the deadline; show the display files, send the state, report,
+    exit with its status."""
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
+    signal.setitimer(signal.ITIMER_REAL, float(job["BD_TIMEOUT"]))
+    while True:  # resumed after the handler runs (PEP 475); orphans too, as a sandbox's pid 1
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            break
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    code = os.waitstatus_to_exitcode(status)
+    code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
+    show_display_files(display)
+    if state["max"]:
+        send_state(state["max"], job["BD_EXIT_TOKEN"], source)
+    report = EXIT_MARK + b"%s %d\n" % (job["BD_EXIT_TOKEN"].encode(), code)
+    for fd in (1, 2):
+        try:
+            os.write(fd, report)
+        except OSError:
+            pass  # the engine stopped reading: it learns the outcome from the engine instead
+    os._exit(code)
+
+
+# -- the program -------------------------------------------------------------------------------
+def template(source, preloads):
+    """What runs before the payload: the shell and the preloads. Called here, or once per runner
+    life by a slot runner's template (container/runner.py), whose every sandbox is a fork of it.
+    Returns the function that serves one execution (it never returns)."""
+    os.chdir("/work")
+    if lazy:
+        preloads = []
+    prepare_environment(preloads)
+    shell = None if lazy else make_shell()
+    preload(preloads, shell)
+    return lambda: serve(shell, source)
+
+
+def serve(shell, source):
+    """Read the payload, run it in a child, watch it; exits with the program's status."""
+    os.chdir("/work")
+    read_payload()
+    job, argv = read_job()
+    records["token"] = job.get("BD_OUTPUT_TOKEN", "")
+    if job.get("BD_OUTPUT_MAX", "").isdigit():
+        records["max"] = int(job["BD_OUTPUT_MAX"])
+    cell = job.get("BD_INTERACTIVE") == "1"
+    count = int(job["BD_EXECUTION_COUNT"]) if job.get("BD_EXECUTION_COUNT", "").isdigit() else 1
+    state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
+    display = os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
+    os.makedirs(display, exist_ok=True)
+    # What exists now (IPython's objects, the preloaded modules') is never traversed by the
+    # child's garbage collections, which would copy every page of it: ~0.1 s more at its exit.
+    gc.freeze()
+    child = os.fork()
+    if child == 0:
+        job.clear()  # the program has no use for the exit token
+        run(source, argv, shell, cell, count)
+    else:
+        watch(child, job, display, source)
+
+
+# A sandbox for a script (a container started for one: Sandbox.script) starts nothing before its
+# code: IPython's shell and the preloads cost ~0.4 s of CPU, and a script needs them only if it
+# uses them (ShellOnImport). Else (a warm container, a runner's template) it starts them ahead.
+lazy = os.environ.pop("BD_PRESTART", "") == "lazy"
+if __name__ == "__main__":  # a container's program; a runner's template runs template() itself
+    template(sys.argv[1], sys.argv[2:])()

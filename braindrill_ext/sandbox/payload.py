@@ -1,0 +1,84 @@
+"""What the engine sends a sandbox for one execution: the framed payload (``protocol.py``) and
+the execution's tokens."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import secrets
+import shlex
+import tarfile
+import time
+from importlib import resources
+
+from ..execution import Execution, Limits
+from . import protocol as p
+
+GRACE_S = 2.0  # the in-container backstop fires this long after the engine's deadline
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    """One execution's tokens (``protocol.py``): the exit report's, known to the watchdog only,
+    and the output records', known to the program's display publisher."""
+
+    exit: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
+    output: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
+
+
+def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes:
+    """The framed payload the bootstrap reads: ``<size>\\n`` then a tar of the work directory;
+    with a state, ``<size> <state size>\\n``, the state, then the tar (``protocol.py``)."""
+    lang = execution.language
+    job = {
+        p.JOB_TIMEOUT: f"{limits.timeout_s + GRACE_S:g}",
+        p.JOB_EXIT_TOKEN: tokens.exit,
+        p.JOB_OUTPUT_TOKEN: tokens.output,
+        p.JOB_OUTPUT_MAX: str(limits.output_record_bytes),
+        p.JOB_INTERACTIVE: "1" if execution.interactive else "0",
+        p.JOB_EXECUTION_COUNT: str(execution.execution_count),
+    }
+    stateful = execution.state is not None
+    if stateful:
+        job[p.JOB_STATE_MAX] = str(limits.state_bytes)
+        job[p.JOB_SOURCE] = shlex.quote(lang.source_file)
+    if lang.compile:
+        job[p.JOB_COMPILE] = shlex.quote(shlex.join(lang.compile))
+        job[p.JOB_COMPILE_TIMEOUT] = f"{limits.compile_timeout_s:g}"
+        job[p.JOB_COMPILE_OUTPUT] = str(limits.compile_output_bytes)
+    argv = [*lang.run, *execution.args]
+    lines = [f"{name}={value}" for name, value in job.items()]
+    lines.append("set -- " + shlex.join(argv))
+    entries = {**execution.files, lang.source_file: execution.code}
+    entries[f"{p.JOB_DIR}/stdin"] = execution.stdin
+    entries[f"{p.JOB_DIR}/job"] = "\n".join(lines) + "\n"
+    if lang.prestart:  # the same argv, for a reader that is not a shell
+        entries[f"{p.JOB_DIR}/argv"] = "\0".join(argv)
+        if stateful:  # what pickles the variables, whatever the image has
+            entries.update(python_lib())
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, text in entries.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    body = buf.getvalue()
+    if not stateful:
+        return f"{len(body)}\n".encode() + body
+    return f"{len(body)} {len(execution.state)}\n".encode() + execution.state + body
+
+
+@functools.cache
+def python_lib() -> dict[str, str]:
+    """cloudpickle's source (this server's copy), carried in a stateful Python payload under
+    ``protocol.PYTHON_LIB``: the prestart pickles the variables with it, so that state works on
+    any image with a Python (the official ones have no cloudpickle) and every container of a
+    kernel speaks the same pickle dialect."""
+    package = resources.files("cloudpickle")
+    return {
+        f"{p.PYTHON_LIB}/cloudpickle/{item.name}": item.read_text()
+        for item in package.iterdir()
+        if item.name.endswith(".py")
+    }

@@ -1,0 +1,38 @@
+"""The programs that run inside sandboxes (``container/``), read once: one copy for every
+language and worker host. They speak ``protocol.py``'s wire format; ``tests/unit/sandbox/
+test_programs.py`` checks, without Docker, that each of them writes its constants as that
+module defines them."""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+
+from ..languages import Language
+
+CONTAINER = resources.files(__package__).joinpath("container")
+
+
+@functools.cache
+def text(name: str) -> str:
+    """The text of one program of ``container/``."""
+    return CONTAINER.joinpath(name).read_text()
+
+
+BOOTSTRAP = text("bootstrap.sh")  # every container without a prestart: sh -c BOOTSTRAP
+RUNNER = text("runner.py")  # a slot runner's relay, template and sandboxes
+# The runner's seccomp profile, compact (it goes into the container's HostConfig).
+SECCOMP = json.dumps(json.loads(text("seccomp-nested.json")))
+
+
+@functools.cache
+def script(parts: tuple[str, ...]) -> str:
+    """A prestart's program: its parts joined in order (later ones use what earlier define)."""
+    return "\n".join(text(part) for part in parts)
+
+
+def prestart_command(language: Language) -> list[str]:
+    """The argv of a prestarted interpreter: it runs its program, which reads the payload."""
+    program = script(language.prestart_script)
+    return [*language.prestart, program, language.source_file, *language.preload]

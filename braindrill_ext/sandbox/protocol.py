@@ -1,0 +1,156 @@
+"""The sandbox wire format and label schema: the one place that defines them.
+
+The engine side (``sandbox.py``, ``runner.py``, ``payload.py``, ``output.py``, the reaper and the
+pools) imports what it needs from here. The container side (the programs of ``container/``)
+cannot import: each line of theirs that writes a constant of this module says so with a
+``# protocol.<NAME>`` comment, and ``tests/unit/sandbox/test_programs.py`` checks, without
+Docker, that the line holds this module's value, and that every constant a program must write
+is written so.
+
+Engine → container, on the attach stream's stdin:
+
+- **payload**: ``b"<size>\\n"`` then ``size`` bytes of a plain USTAR tar, unpacked into ``/work``:
+  the source file, the request's files, ``.braindrill/stdin`` (the program's stdin),
+  ``.braindrill/job`` (``NAME=value`` lines, see ``JOB_*``; a shell fragment for the bootstrap)
+  and, for prestart languages, ``.braindrill/argv`` (the run argv, NUL-separated). With a state
+  (below) the header is ``b"<size> <state size>\\n"`` and the state's bytes come first: they are
+  unpacked into ``/work`` before the payload, whose files win.
+- **go-ahead**: after a successful compile step the bootstrap waits for the one byte ``GO``: the
+  engine first lowers the container's memory limit to the run limit.
+
+Container → engine, in the attach stream's stdout/stderr frames:
+
+- **compile report** (stderr, before any user program ran): ``COMPILE_MARK`` + ``<exit code>
+  <bytes>\\n`` then at most ``BD_COMPILE_OUTPUT`` bytes of the compiler's output.
+- **output record** (stdout, in order with the program's own stdout): ``OUTPUT_MARK`` +
+  ``<output token> <bytes>\\n`` then ``bytes`` of UTF-8 JSON: one Jupyter output
+  (``display_data``, ``update_display_data``, ``execute_result``, ``error``, ``clear_output``;
+  the .ipynb shapes, binary MIME data base64-encoded). Files a program leaves in ``DISPLAY_DIR``
+  become ``display_data`` records at its end. The output token is random per execution and
+  differs from the exit token: the program may know it (its display publisher writes records),
+  so a forged record is only the program's own output, validated like any other.
+- **state** (stdout, after the program ended, before the exit report; only when the job sets
+  ``JOB_STATE_MAX``): ``STATE_MARK`` + ``<exit token> <bytes>\\n`` then ``bytes`` of a tar of the
+  work directory: every regular file but ``JOB_DIR`` (save ``NAMESPACE``, Python's pickled
+  variables), the source file and what a compile step wrote, smallest first, as many as fit in
+  ``JOB_STATE_MAX`` bytes of tar (512 bytes of header per file, its data in 512-byte blocks,
+  1024 bytes of end; the rest is named on stderr). The size is announced before the tar is
+  written and the tar is cut or zero-padded to it, so a file changing meanwhile cannot break the
+  framing. Written by the watchdog: the program does not know the exit token. The engine keeps
+  it unopened for the next execution of the same kernel or session (``state.py``).
+- **exit report** (both streams, last): ``EXIT_MARK`` + ``<exit token> <exit code>\\n``. The
+  engine forwards the two streams independently, so each report ends its own stream. Only the
+  watchdog (the bootstrap's shell, the prestart's parent) knows the exit token.
+
+Engine → slot runner (sandbox kind "nested", ``container/runner.py``), on the runner container's
+stdin: frames ``b"<kind> <sandbox number> <size>\\n"`` + ``size`` bytes (``runner_frame``):
+``FRAME_TOKEN`` first (number 0: the runner token, which no sandbox ever sees), then per
+execution ``FRAME_DATA`` (what the bootstrap reads on its stdin: the payload, the go-ahead) and
+``FRAME_STOP`` (no body: kill that sandbox). The runner numbers its sandboxes from 1, one per
+execution; it drops the frames of another number.
+
+Slot runner → engine, on both streams, with the runner token: ``RUNNER_MARK`` + ``<token> ready
+<template RSS KiB> <cgroup charge KiB>\\n`` once, when its first sandbox waits (or ``<token>
+unable <reason>\\n``: it cannot make nested sandboxes here); then after each sandbox has ended and
+its output was forwarded, ``<token> <number> <exit status> <OOM kills> <clean: 1|0> <stopped:
+1|0>\\n``. Output before it is the execution's; the report ends the execution.
+
+Container labels (``LABEL`` + suffix): ``owner`` (``<master id>:<pid>:<nonce>`` of the engine
+that made it), ``execution`` (its id, or ``pool-…`` for a warm one), ``language``, ``pooled``
+(``"1"`` on warm containers) and ``expires`` (epoch seconds when even its in-container deadline is
+long past).
+"""
+
+from __future__ import annotations
+
+import time
+
+# -- stdin -----------------------------------------------------------------------------------------
+GO = b"g"
+JOB_DIR = ".braindrill"  # under /work; reserved: a request's files may not go there
+JOB_TIMEOUT = "BD_TIMEOUT"  # the in-container deadline of the run step, in seconds
+JOB_EXIT_TOKEN = "BD_EXIT_TOKEN"
+JOB_OUTPUT_TOKEN = "BD_OUTPUT_TOKEN"
+JOB_OUTPUT_MAX = "BD_OUTPUT_MAX"  # the largest output record, in bytes of JSON
+JOB_INTERACTIVE = "BD_INTERACTIVE"  # "1": cell semantics (last expression shown), else a script
+JOB_EXECUTION_COUNT = "BD_EXECUTION_COUNT"  # the cell's number, for execute_result
+JOB_COMPILE = "BD_COMPILE"
+JOB_STATE_MAX = "BD_STATE_MAX"  # bytes of tar the state may take; unset: keep no state
+JOB_SOURCE = "BD_SOURCE"  # the source file, which a state does not keep
+JOB_COMPILE_TIMEOUT = "BD_COMPILE_TIMEOUT"
+JOB_COMPILE_OUTPUT = "BD_COMPILE_OUTPUT"
+
+NO_PAYLOAD = 123  # the exit code of a sandbox whose stdin closed before a payload came
+
+# -- the sandbox's environment ---------------------------------------------------------------------
+WORKDIR = "/work"
+DISPLAY_DIR = f"{WORKDIR}/{JOB_DIR}/display"  # $BRAINDRILL_DISPLAY: files shown at the end
+DISPLAY_ENV = "BRAINDRILL_DISPLAY"
+NAMESPACE = f"{JOB_DIR}/namespace"  # Python's variables in a state (cloudpickle), in /work
+PYTHON_LIB = f"{JOB_DIR}/lib"  # cloudpickle's source, carried in a stateful Python payload
+
+# -- stdout/stderr -------------------------------------------------------------------------------
+COMPILE_MARK = b"\x1ebraindrill-compile "
+OUTPUT_MARK = b"\x1ebraindrill-output "
+STATE_MARK = b"\x1ebraindrill-state "
+EXIT_MARK = b"\x1ebraindrill-exit "
+RUNNER_MARK = b"\x1ebraindrill-runner "  # a slot runner's report (container/runner.py)
+
+# -- engine → slot runner --------------------------------------------------------------------------
+FRAME_TOKEN, FRAME_DATA, FRAME_STOP = b"token", b"data", b"stop"
+MAX_HEADER = 64  # the longest header line of a report or record
+
+# -- labels ----------------------------------------------------------------------------------------
+LABEL = "braindrill"
+OWNER, EXECUTION, LANGUAGE, POOLED, EXPIRES = (
+    f"{LABEL}.{name}" for name in ("owner", "execution", "language", "pooled", "expires")
+)
+
+
+def runner_frame(kind: bytes, number: int, body: bytes = b"") -> bytes:
+    """One frame of the engine to a slot runner."""
+    return b"%s %d %d\n" % (kind, number, len(body)) + body
+
+
+def exit_mark(token: str) -> bytes:
+    """The start of an execution's exit report."""
+    return EXIT_MARK + token.encode() + b" "
+
+
+def state_mark(token: str) -> bytes:
+    """The start of an execution's state (its token is the exit token: the watchdog's)."""
+    return STATE_MARK + token.encode() + b" "
+
+
+def output_mark(token: str) -> bytes:
+    """The start of an execution's output records."""
+    return OUTPUT_MARK + token.encode() + b" "
+
+
+def labels(owner: str, execution: str, *, language: str = "", pooled: bool = False) -> dict:
+    """The labels of a new sandbox container (``expires`` is added when it is created)."""
+    made = {OWNER: owner, EXECUTION: execution}
+    if language:
+        made[LANGUAGE] = language
+    if pooled:
+        made[POOLED] = "1"
+    return made
+
+
+def expires_label(life_s: float) -> str:
+    return str(int(time.time() + life_s))
+
+
+def expiry(labels: dict) -> float:
+    """When a container is garbage whatever its owner (0 for a malformed label)."""
+    try:
+        return float(labels.get(EXPIRES, "inf"))
+    except ValueError:
+        return 0.0
+
+
+def parse_owner(owner: str) -> tuple[str, int | None]:
+    """``(master id, pid)`` of an owner label (pid None when malformed)."""
+    master, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return master, int(pid) if pid.isdigit() else None
