@@ -26,8 +26,7 @@ import docker
 from common import machine_summary, percentile, print_table
 from jupyter_client import KernelManager
 
-from braindrill_ext import views
-from braindrill_ext.imagebuild import build_language
+from braindrill_ext.hosts.imagebuild import build_language
 from braindrill_ext.kernel import embedded
 from braindrill_ext.languages import LanguageRegistry
 
@@ -125,7 +124,7 @@ def main() -> None:
             for name in CELLS:
                 row += [percentile(samples[name], 50), percentile(samples[name], 90)]
             if kernel_name.startswith("braindrill"):
-                pool = views.workers_model(embedded.kernel_loop().engine)["workers"][0]["pool"]
+                pool = embedded.kernel_loop().engine.describe_hosts()["workers"][0]["pool"]
                 stats = pool.get("python-data", {})
                 row.append(f"{stats.get('hits', 0)} hits, {stats.get('misses', 0)} misses")
             else:

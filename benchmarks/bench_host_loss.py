@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hosts
 
 from bench_hosts import prepare_images, server_config
 from common import (
@@ -31,12 +28,12 @@ from common import (
     language_image,
     machine_summary,
     print_table,
+    start_daemons,
     summarize,
 )
 from openloop import LoadRun, load_run
 
-from braindrill_ext.protocol import OWNER
-from tests.hosts import _start_daemons
+from braindrill_ext.sandbox.protocol import OWNER
 
 POLL_S = 0.1
 
@@ -159,7 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--recover-timeout", type=float, default=120)
     args = parser.parse_args(argv)
     print(machine_summary())
-    daemons, stop = _start_daemons()
+    daemons, stop = start_daemons()
     try:
         prepare_images(daemons, language_image("python"))
         rows, marks = [], {}

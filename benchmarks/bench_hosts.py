@@ -21,9 +21,6 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hosts
 
 import docker
 from common import (
@@ -33,12 +30,12 @@ from common import (
     language_image,
     machine_summary,
     print_table,
+    start_daemons,
     summarize,
 )
 from openloop import LoadRun, load_run, print_load_tables
 
-from braindrill_ext.images import copy_image
-from tests.hosts import _start_daemons
+from braindrill_ext.hosts.images import copy_image
 
 
 def prepare_images(daemons, image: str) -> None:
@@ -245,7 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--failovers", type=int, default=3, help="loss/return rounds")
     args = parser.parse_args(argv)
     image = language_image("python")
-    daemons, stop = _start_daemons()
+    daemons, stop = start_daemons()
     try:
         prepare_images(daemons, image)
         throughput(daemons, args)

@@ -14,7 +14,7 @@ with jupyter_client, as a script or nbclient would:
    apart and left out of the percentiles.
 2. **print("hi")**: ``execute_interactive('print("hi")')`` until its reply, ``--cells`` times on one
    kernel after two untimed ones, p50/p90 in ms. A Braindrill cell runs in a fresh container (a warm
-   one when the manager's warm pool has it); an ipykernel cell runs in the kernel's process.
+   one when the engine's warm pool has it); an ipykernel cell runs in the kernel's process.
 3. **idle memory**: ``--idle`` Braindrill kernels (default 200) started through one
    ``MultiKernelManager`` (one ZMQ context, as a Jupyter server holds them), each checked with a
    ``kernel_info`` request; the figure is this process's RSS growth. ipykernel's is this process's

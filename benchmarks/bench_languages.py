@@ -27,8 +27,8 @@ from common import (
     summarize,
 )
 
+from braindrill_ext.engine.limits import LimitsPolicy
 from braindrill_ext.languages import LanguageRegistry
-from braindrill_ext.limits import LimitsPolicy
 
 HELLO = {
     "python": 'print("hello, world")\n',

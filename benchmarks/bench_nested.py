@@ -29,9 +29,6 @@ import sys
 import threading
 import time
 from asyncio.subprocess import DEVNULL, PIPE
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hosts
 
 import docker
 from bench_hosts import prepare_images
@@ -42,16 +39,16 @@ from common import (
     language_image,
     machine_summary,
     print_table,
+    start_daemons,
     summarize,
 )
 from openloop import TEXT, LoadRun, cpu_counters, load_run
 from tornado.httpclient import AsyncHTTPClient
 
+from braindrill_ext.engine.limits import LimitsPolicy
 from braindrill_ext.execution import Limits
 from braindrill_ext.languages import LanguageRegistry
-from braindrill_ext.limits import LimitsPolicy
-from braindrill_ext.sandbox import ENVIRONMENT, SANDBOX_USER, Sandbox
-from tests.hosts import _start_daemons
+from braindrill_ext.sandbox.sandbox import ENVIRONMENT, SANDBOX_USER, Sandbox
 
 CODE = "print(1)"
 
@@ -277,7 +274,7 @@ def main(argv=None) -> int:
     finally:
         local.close()
     if not args.no_extra_engines:
-        daemons, stop = _start_daemons()
+        daemons, stop = start_daemons()
         try:
             prepare_images(daemons, image)
             clients = [d.client(timeout=120) for d in daemons.daemons]

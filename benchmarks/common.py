@@ -1,5 +1,6 @@
-"""Shared pieces of the Braindrill benchmarks: statistics, tables, a real Jupyter server, baselines
-and the original engine's simulator mix.
+"""Shared pieces of the Braindrill benchmarks: statistics, tables, a real Jupyter server, baselines,
+the original engine's simulator mix, and the extra worker-host engines of the tests
+(``start_daemons``, from ``tests/hosts.py``: the one place benchmarks get it from).
 
 Benchmarks are scripts, not tests (STYLE.md §13): they measure this project and its baselines side
 by side in one run and print tables; nothing here asserts a time. Import it from a script in this
@@ -27,12 +28,15 @@ from pathlib import Path
 
 import docker
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests.hosts
+
+from braindrill_ext.engine.limits import LimitsPolicy
 from braindrill_ext.execution import Limits
-from braindrill_ext.images import resolve_image
+from braindrill_ext.hosts.images import resolve_image
 from braindrill_ext.languages import LanguageRegistry
-from braindrill_ext.limits import LimitsPolicy
-from braindrill_ext.protocol import LABEL
-from braindrill_ext.sandbox import SANDBOX_USER
+from braindrill_ext.sandbox.protocol import LABEL
+from braindrill_ext.sandbox.sandbox import SANDBOX_USER
+from tests.hosts import start_daemons as start_daemons  # re-exported for the benchmarks
 
 # -- statistics and tables -----------------------------------------------------------------------
 PERCENTILES = (50, 90, 99)

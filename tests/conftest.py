@@ -1,46 +1,24 @@
-"""Shared fixtures. Tests marked ``docker`` need a Docker Engine: without one they skip locally
-and FAIL under CI=true (so a broken CI machine cannot pass by skipping). The worker-host engines
+"""Fixtures shared by both kinds of tests: ``unit/`` (no Docker) and ``docker/`` (real containers;
+every test there is marked ``docker`` by ``docker/conftest.py``, which has the fixtures only they
+use). Tests marked ``docker`` need a Docker Engine: without one they skip locally and FAIL under
+CI=true (so a broken CI machine cannot pass by skipping). The worker-host engines
 (``worker_daemons``) are the fixtures of ``hosts.py``, registered here as a plugin; plain helpers
 are in ``helpers.py``."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-import docker
 import pytest
-from jupyter_client import KernelManager
 
-from braindrill_ext.kernel import embedded
-from braindrill_ext.versions import default_cache_path
+from braindrill_ext.hosts.versions import default_cache_path
 
-from .helpers import TIMEOUT, containers_left, leftover_containers, require
+from .helpers import docker_problem, require
 
 pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.hosts"]
 
 TOKEN = "braindrill-test-token"
-
-
-def _docker_problem() -> str | None:
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as e:
-        return f"no Docker Engine answers: {e}"
-    client.close()
-    return None  # a missing image fails its test with a 503 naming `braindrill-images prepare`
-
-
-_PROBLEM: list = []
-
-
-def docker_problem() -> str | None:
-    """Why Docker cannot be used (asked once per session), or None."""
-    if not _PROBLEM:
-        _PROBLEM.append(_docker_problem())
-    return _PROBLEM[0]
 
 
 def pytest_runtest_setup(item):
@@ -88,89 +66,12 @@ def jp_server_config(braindrill_config, sandbox_kind):
 
 
 @pytest.fixture
-def run(jp_fetch):
-    """POST code to /lang/<language> and return the decoded JSON Result."""
-
-    async def run(language, code=None, **fields):
-        if fields:
-            body = json.dumps({"code": code, **fields})
-            headers = {"Content-Type": "application/json"}
-        else:
-            body, headers = code, {}
-        response = await jp_fetch("lang", language, method="POST", body=body, headers=headers)
-        assert response.code == 200
-        return json.loads(response.body)
-
-    return run
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_leftover_containers(request):
-    """After each test module with Docker tests (its servers and kernels shut down) no container
-    is left. A module of pure tests never asks Docker."""
-    yield
-    mine = [i for i in request.session.items if getattr(i, "module", None) is request.module]
-    if any(i.get_closest_marker("docker") for i in mine) and docker_problem() is None:
-        assert leftover_containers() == []
-
-
-@pytest.fixture(scope="module")
-def embedded_sandbox():
-    """The embedded engine's sandbox kind; a module whose kernels must work with both says
-    ``embedded_sandbox = helpers.embedded_sandboxes``."""
-    return "container"
-
-
-@pytest.fixture(scope="module")
-def embedded_config():
-    """Override to change the embedded engine's config in a test module (merged by section)."""
-    return {}
-
-
-@pytest.fixture(scope="module")
-def embedded_engine(tmp_path_factory, embedded_sandbox, embedded_config):
-    """The process's embedded engine, which the kernels a test module starts with jupyter_client
-    use; configured as an operator configures a script's, by a ``jupyter_server_config.json`` in
-    the Jupyter config path (by default: warm pools off, so that every container seen belongs to
-    a running cell). Stopped at the end of the module, when nothing may be left."""
-    config_dir = tmp_path_factory.mktemp("jupyter-config")
-    config = {"WarmPools": {"enabled": False}, "ExecutionEngine": {"sandbox": embedded_sandbox}}
-    for section, values in embedded_config.items():
-        config[section] = {**config.get(section, {}), **values}
-    (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
-    embedded.shutdown()  # another module's, made with another configuration
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JUPYTER_CONFIG_DIR", str(config_dir))
-    try:
-        engine = embedded.kernel_loop().engine
-        assert engine.pools.enabled is config["WarmPools"]["enabled"]  # read from the file
-        assert engine.sandbox == embedded_sandbox
-        yield engine
-    finally:
-        embedded.shutdown()
-        mp.undo()
-    assert containers_left() == []
+def engine(jp_serverapp):
+    """The test server's ``ExecutionEngine``."""
+    return jp_serverapp.web_app.settings["braindrill_engine"]
 
 
 @pytest.fixture
-def start():
-    """Start Braindrill kernels from this process with jupyter_client (``start(language)`` →
-    (manager, client)); shut them down afterwards and check no container is left but warm ones
-    (those the engine's pools keep, if on; the engine's own teardown checks those)."""
-    started = []
-
-    def start(language="python"):
-        km = KernelManager(kernel_name=f"braindrill-{language}")
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=TIMEOUT)
-        started.append((km, kc))
-        return km, kc
-
-    yield start
-    for km, kc in started:
-        kc.stop_channels()
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
-    assert containers_left(include_pooled=False) == []
+def sessions(jp_serverapp):
+    """The test server's ``RestSessionManager``."""
+    return jp_serverapp.web_app.settings["braindrill_sessions"]

@@ -17,7 +17,8 @@ run (``br-bd-*`` that no running dockerd names) at the start. The host's interfa
 routes are compared before and after: a difference fails the session's teardown.
 
 ``conftest.py`` registers this module as a plugin (``pytest_plugins``): a test names the fixture
-``worker_daemons`` as an argument, nothing to import.
+``worker_daemons`` as an argument, nothing to import. Benchmarks start the same engines with
+``start_daemons()`` (through ``benchmarks/common.py``).
 """
 
 from __future__ import annotations
@@ -518,14 +519,14 @@ def worker_daemons():
     iproute2 the tests that need them skip locally and fail under CI=true."""
     problem = _can_run_daemons()
     require(problem and f"the worker-host tests' extra Docker Engines: {problem}")
-    daemons, stop = _start_daemons()
+    daemons, stop = start_daemons()
     try:
         yield daemons
     finally:
         stop()
 
 
-def _start_daemons():
+def start_daemons():
     """Start the engines. Returns them and ``stop()``, which stops them, removes what they left,
     and then raises AssertionError if the host's networking is not as it was before the start."""
     remove_stale_bridges()

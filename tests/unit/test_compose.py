@@ -13,16 +13,12 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
 from braindrill_ext.engine import ExecutionEngine
-
-from .helpers import require
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, require
 
 
 def _compose() -> list[str] | None:

@@ -9,10 +9,9 @@ import json
 
 import pytest
 
-from .helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
-from .test_cells import C_DISPLAY, PNG
+from tests.docker.kernel.test_cells import C_DISPLAY, PNG
+from tests.helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
 
-pytestmark = pytest.mark.docker
 DISPLAYS = (
     "from IPython.display import display, HTML\nprint('before')\ndisplay(HTML('<b>hi</b>'))\n6 * 7"
 )

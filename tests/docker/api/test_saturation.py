@@ -1,5 +1,5 @@
-"""Saturation and engine failures become 503 with Retry-After (an engine that does not answer
-needs no Docker Engine to test)."""
+"""Saturation becomes 503 with Retry-After: a full queue, a wait past its limit (an engine that does
+not answer needs no Docker Engine to test: tests/unit/api/test_saturation.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from .helpers import eventually
+from tests.helpers import eventually
 
 
 async def engine_state(jp_fetch) -> tuple[int, int]:
@@ -25,7 +25,6 @@ def is_state(jp_fetch, running: int, queued: int):
     return check
 
 
-@pytest.mark.docker
 class TestQueueFull:
     @pytest.fixture
     def braindrill_config(self):
@@ -47,7 +46,6 @@ class TestQueueFull:
             assert json.loads(response.body)["stdout"] == "done\n"
 
 
-@pytest.mark.docker
 class TestQueueWait:
     @pytest.fixture
     def braindrill_config(self):
@@ -63,24 +61,3 @@ class TestQueueWait:
         assert e.value.code == 503
         assert "Retry-After" in e.value.response.headers
         assert json.loads((await slow).body)["status"] == "ok"
-
-
-class TestEngineDown:
-    @pytest.fixture
-    def braindrill_config(self):
-        return {
-            "ExecutionEngine": {
-                "hosts": [{"name": "gone", "url": "unix:///nonexistent/docker.sock"}],
-                "docker_timeout_s": 2,
-            }
-        }
-
-    async def test_engine_not_answering_is_503(self, jp_fetch):
-        with pytest.raises(HTTPClientError) as e:
-            await jp_fetch("lang", "python", method="POST", body="print(1)")
-        assert e.value.code == 503
-        assert "Retry-After" in e.value.response.headers
-        assert "gone" in json.loads(e.value.response.body)["message"]
-        workers = json.loads((await jp_fetch("braindrill", "workers")).body)
-        assert workers["workers"][0]["healthy"] is False
-        assert workers["workers"][0]["last_error"]

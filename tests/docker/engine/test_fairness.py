@@ -11,9 +11,14 @@ import re
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from .helpers import TwoUsers, as_user, containers_left_async, eventually, stream_text, ws_execute
-
-pytestmark = pytest.mark.docker
+from tests.helpers import (
+    TwoUsers,
+    as_user,
+    containers_left_async,
+    eventually,
+    stream_text,
+    ws_execute,
+)
 
 SLOW = "import time; time.sleep(3); print('slow')"
 

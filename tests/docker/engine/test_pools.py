@@ -9,11 +9,8 @@ import time
 import docker
 import pytest
 
-from braindrill_ext.protocol import POOLED
-
-from .helpers import eventually, labelled_containers, stream_text, workers, ws_execute
-
-pytestmark = pytest.mark.docker
+from braindrill_ext.sandbox.protocol import POOLED
+from tests.helpers import eventually, labelled_containers, stream_text, workers, ws_execute
 
 # What an execution can see of its container: its id (cgroup v1 path or hostname), the processes
 # alive when it starts, and whether an earlier execution's file is there.

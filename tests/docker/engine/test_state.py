@@ -19,7 +19,7 @@ import tarfile
 
 import pytest
 
-from .helpers import (
+from tests.helpers import (
     TIMEOUT,
     containers_left,
     eventually,
@@ -32,7 +32,6 @@ from .helpers import (
     ws_execute,
 )
 
-pytestmark = pytest.mark.docker
 AS_BEFORE = "the state (variables and files) is as it was before"
 
 

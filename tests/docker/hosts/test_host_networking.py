@@ -1,7 +1,8 @@
 """The worker-host engines of ``tests/hosts.py`` leave the host's networking alone: each has a
 bridge of its own (never ``--bridge=none``, which deletes the machine's ``docker0``), stale bridges
 of a crashed run are removed at the start, and the comparison of the host's interfaces before and
-after says what changed. (The comparison itself runs at the teardown of ``worker_daemons``.)"""
+after says what changed. (The comparison itself runs at the teardown of ``worker_daemons``;
+what it says: tests/unit/test_host_networking.py.)"""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import subprocess
 
 import pytest
 
-from .hosts import (
+from tests.hosts import (
     BRIDGE_PREFIX,
     IP,
     host_networking,
-    networking_changes,
     remove_stale_bridges,
 )
 
@@ -26,27 +26,6 @@ def _link(name: str) -> dict | None:
     return json.loads(result.stdout)[0] if result.returncode == 0 else None
 
 
-def test_changes_name_what_differs():
-    before = {
-        "docker0": {"index": 5, "up": True, "addresses": ["172.17.0.1/16"]},
-        "eth0": {"index": 4, "up": True, "addresses": ["192.0.2.2/24"]},
-        "route 172.17.0.0/16 dev docker0": {"prefsrc": "172.17.0.1", "scope": "link"},
-    }
-    after = {
-        "eth0": {"index": 4, "up": False, "addresses": ["192.0.2.2/24"]},
-        "br-bd-w1": {"index": 9, "up": True, "addresses": ["10.213.1.1/24"]},
-    }
-    changes = networking_changes(before, after)
-    assert changes == [
-        "br-bd-w1: new ({'index': 9, 'up': True, 'addresses': ['10.213.1.1/24']})",
-        "docker0: gone (was {'index': 5, 'up': True, 'addresses': ['172.17.0.1/16']})",
-        "eth0: up True -> False",
-        "route 172.17.0.0/16 dev docker0: gone (was {'prefsrc': '172.17.0.1', 'scope': 'link'})",
-    ]
-    assert networking_changes(before, before) == []
-
-
-@pytest.mark.docker
 def test_every_engine_has_its_own_bridge_and_docker0_stays(worker_daemons):
     subnets = set()
     for d in worker_daemons:
@@ -75,7 +54,6 @@ def _net(link: dict) -> ipaddress.IPv4Network:
     return ipaddress.ip_network(next(a for a in link["addresses"] if ":" not in a), strict=False)
 
 
-@pytest.mark.docker
 def test_stale_bridges_go_and_live_ones_stay(worker_daemons):
     if os.geteuid() != 0:
         pytest.skip("creating a bridge needs root")

@@ -10,9 +10,7 @@ import json
 import docker
 import pytest
 
-from .helpers import eventually, workers
-
-pytestmark = pytest.mark.docker
+from tests.helpers import eventually, workers
 
 SLOW = "import time, socket; time.sleep({s}); print('done', socket.gethostname())"
 

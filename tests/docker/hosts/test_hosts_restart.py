@@ -13,11 +13,8 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
+from tests.helpers import eventually_sync, free_port
 
-from .helpers import eventually_sync, free_port
-
-pytestmark = pytest.mark.docker
 TOKEN = "restart-test-token"
 
 

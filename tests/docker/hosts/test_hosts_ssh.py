@@ -15,13 +15,10 @@ import docker
 import pytest
 
 from braindrill_ext.engine import ExecutionEngine
-from braindrill_ext.images import copy_image, image_present
-from braindrill_ext.validation import make_execution
-from braindrill_ext.views import workers_model
+from braindrill_ext.engine.validation import make_execution
+from braindrill_ext.hosts.images import copy_image, image_present
+from tests.helpers import eventually_sync, require
 
-from .helpers import eventually_sync, require
-
-pytestmark = pytest.mark.docker
 SSH_IP, SSH_PORT = "127.0.0.5", 2222
 IMAGE = "braindrill/python:bookworm"
 
@@ -100,7 +97,7 @@ async def test_ssh_worker_host_runs_code(ssh_host):
     )
     try:
         await manager.ensure_started()
-        assert workers_model(manager)["workers"][0]["healthy"], workers_model(manager)
+        assert manager.describe_hosts()["workers"][0]["healthy"], manager.describe_hosts()
         executions = [
             make_execution(
                 manager.registry,

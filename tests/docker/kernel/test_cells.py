@@ -1,6 +1,6 @@
 """Cells that behave like Jupyter's, on real kernels and real containers: expression results,
 rich display, plots, real tracebacks, is_complete, a scientific Python runtime, and display files
-from any language. (REST's ``outputs``: ``tests/test_rest_outputs.py``.)"""
+from any language. (REST's ``outputs``: ``tests/docker/api/test_rest_outputs.py``.)"""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import re
 import pytest
 from jupyter_client import KernelManager
 
-from .helpers import TIMEOUT, containers_left
-from .helpers import embedded_sandboxes as embedded_sandbox  # noqa: F401 (both kinds)
+from tests.helpers import TIMEOUT, containers_left
+from tests.helpers import embedded_sandboxes as embedded_sandbox  # noqa: F401 (both kinds)
+from tests.helpers import execute_cell as run
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
+pytestmark = pytest.mark.usefixtures("embedded_engine")
 PNG = b"\x89PNG\r\n\x1a\n"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -38,14 +39,6 @@ def kernel(embedded_engine):
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     assert containers_left() == []
-
-
-def run(kc, code: str, timeout: float = TIMEOUT):
-    """One cell: (reply content, IOPub messages other than status and execute_input)."""
-    messages = []
-    reply = kc.execute_interactive(code, output_hook=messages.append, timeout=timeout)
-    shown = [m for m in messages if m["msg_type"] not in ("status", "execute_input")]
-    return reply["content"], shown
 
 
 def of_type(messages, msg_type: str) -> list[dict]:

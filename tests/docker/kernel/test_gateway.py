@@ -22,7 +22,7 @@ import requests
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from .helpers import (
+from tests.helpers import (
     TIMEOUT,
     eventually,
     eventually_sync,
@@ -33,7 +33,7 @@ from .helpers import (
     ws_wait_for_output,
 )
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 BRAINDRILL_TOKEN = "braindrill-gateway-token"
 LAB_TOKEN = "lab-token"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import secrets
 import shutil
 import signal
@@ -25,11 +24,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from .helpers import eventually_sync, free_port, leftover_containers, require
+from tests.helpers import ROOT, eventually_sync, free_port, leftover_containers, require
 
-pytestmark = pytest.mark.docker
 CHROMIUM = os.environ.get("BRAINDRILL_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = pathlib.Path(__file__).resolve().parent.parent / "artifacts"
+ARTIFACTS = ROOT / "artifacts"
 TIMEOUT_S = 120
 CODE = 'import os\nprint("uid", os.getuid(), "answer", 6 * 7)'
 EXPECTED = "uid 65534 answer 42"  # the sandbox's user: the cell ran in a container, not the server

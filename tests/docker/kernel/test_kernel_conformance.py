@@ -5,12 +5,12 @@ with the samples a user would write: a raised exception, an expression's result,
 Skipped by leaving their samples empty, and why (each cell runs in a fresh container, so nothing
 lives between requests):
 - ``test_pager``: no pager payloads (``?`` help runs in the container and prints).
-- ``test_history``: no history is kept (history_reply is empty, as ``tests/test_kernels.py``
-  checks).
+- ``test_history``: no history is kept (history_reply is empty, as
+  ``tests/docker/kernel/test_kernels.py`` checks).
 - ``test_inspect``: needs ``found: true``; there is no live object to inspect (the reply is valid
   and says ``found: false``).
 - JavaScript: no rich display (its programs show files through ``$BRAINDRILL_DISPLAY``, tested in
-  ``tests/test_cells.py``), and ``is_complete`` answers ``unknown``.
+  ``tests/docker/kernel/test_cells.py``), and ``is_complete`` answers ``unknown``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 import jupyter_kernel_test
 import pytest
 
-from .conftest import containers_left
+from tests.helpers import containers_left
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
+pytestmark = pytest.mark.usefixtures("embedded_engine")
 
 
 class BraindrillKernelTests(jupyter_kernel_test.KernelTests):
@@ -35,7 +35,6 @@ class BraindrillKernelTests(jupyter_kernel_test.KernelTests):
     completion_samples = [{"text": "pri", "matches": []}]
 
 
-@pytest.mark.docker
 class TestPythonKernel(BraindrillKernelTests):
     __test__ = True
     kernel_name = "braindrill-python"
@@ -62,7 +61,6 @@ class TestPythonKernel(BraindrillKernelTests):
     invalid_code_samples = ["x = ]", "1 +* 2"]
 
 
-@pytest.mark.docker
 class TestPythonDataKernel(TestPythonKernel):
     kernel_name = "braindrill-python-data"
     code_display_data = [
@@ -73,13 +71,11 @@ class TestPythonDataKernel(TestPythonKernel):
     ]  # fmt: skip
 
 
-@pytest.mark.docker
 class TestIopubWelcome(jupyter_kernel_test.IopubWelcomeTests):
     kernel_name = "braindrill-python"
     support_iopub_welcome = True
 
 
-@pytest.mark.docker
 class TestJavaScriptKernel(BraindrillKernelTests):
     __test__ = True
     kernel_name = "braindrill-javascript"
@@ -89,4 +85,4 @@ class TestJavaScriptKernel(BraindrillKernelTests):
     code_stderr = "console.error('oops')"
     code_generate_error = "process.exit(3)"
     # No is_complete samples: the kernel answers "unknown" for every language but Python
-    # (tests/test_cells.py checks that).
+    # (tests/docker/kernel/test_cells.py checks that).

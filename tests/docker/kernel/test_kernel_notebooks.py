@@ -5,7 +5,6 @@ that times out)."""
 from __future__ import annotations
 
 import copy
-import pathlib
 import re
 
 import nbformat
@@ -13,10 +12,10 @@ import papermill
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import containers_left
+from tests.helpers import TESTS, containers_left
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
-NOTEBOOKS = pathlib.Path(__file__).parent / "notebooks"
+pytestmark = pytest.mark.usefixtures("embedded_engine")
+NOTEBOOKS = TESTS / "notebooks"
 
 
 def outputs(nb) -> list[dict]:

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from .helpers import (
+from tests.helpers import (
     containers_left_async,
     eventually,
     kernel_message,
@@ -22,8 +22,6 @@ from .helpers import (
     ws_receive,
     ws_wait_for_output,
 )
-
-pytestmark = pytest.mark.docker
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 
-from .helpers import containers_left, eventually_sync, labelled_containers, stream_text
-from .helpers import embedded_sandboxes as embedded_sandbox  # noqa: F401 (both kinds)
-from .helpers import execute_cell as execute
-from .helpers import wait_for_stream as wait_output
+from tests.helpers import containers_left, eventually_sync, labelled_containers, stream_text
+from tests.helpers import embedded_sandboxes as embedded_sandbox  # noqa: F401 (both kinds)
+from tests.helpers import execute_cell as execute
+from tests.helpers import wait_for_stream as wait_output
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("embedded_engine")]
+pytestmark = pytest.mark.usefixtures("embedded_engine")
 TIMEOUT = 60
 
 
@@ -271,7 +271,6 @@ def test_standalone_kernel_process(tmp_path):
 SCRIPT_START = """
 import time
 from jupyter_client.manager import KernelManager
-from braindrill_ext import views
 from braindrill_ext.kernel import embedded
 
 km = KernelManager(kernel_name="braindrill-python")
@@ -287,7 +286,7 @@ kc.stop_channels()
 km.shutdown_kernel()
 engine = embedded.kernel_loop().engine
 for _ in range(100):
-    pool = views.workers_model(engine)["workers"][0]["pool"].get("python", {})
+    pool = engine.describe_hosts()["workers"][0]["pool"].get("python", {})
     if pool.get("ready"):
         break
     time.sleep(0.1)
@@ -298,7 +297,7 @@ RUNNING_AT_EXIT = """
 kc.execute("import time; print('started', flush=True); time.sleep(120)")
 while kc.get_iopub_msg(timeout=60)["content"].get("text") != "started\\n":
     pass
-print("running", views.workers_model(embedded.kernel_loop().engine)["workers"][0]["running"])
+print("running", embedded.kernel_loop().engine.describe_hosts()["workers"][0]["running"])
 """
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import pytest
 from jupyter_client import KernelManager
 
-from .helpers import TIMEOUT, containers_left
+from tests.helpers import TIMEOUT, containers_left
 
-pytestmark = pytest.mark.docker
 LIMIT_S = 3
 ENDLESS = {
     "c": "int main(void) { for (;;); }",

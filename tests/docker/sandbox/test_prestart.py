@@ -10,11 +10,8 @@ import pytest
 
 from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.execution import Execution, Limits
-from braindrill_ext.sandbox import STOP_WAIT_S
-
-from .helpers import eventually, leftover_containers
-
-pytestmark = pytest.mark.docker
+from braindrill_ext.sandbox.sandbox import STOP_WAIT_S
+from tests.helpers import eventually, leftover_containers
 
 PROGRAMS = {
     "identity": (

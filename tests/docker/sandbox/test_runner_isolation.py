@@ -24,11 +24,9 @@ import docker
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from braindrill_ext.protocol import OWNER
+from braindrill_ext.sandbox.protocol import OWNER
+from tests.helpers import TIMEOUT, eventually, execute_cell
 
-from .helpers import TIMEOUT, eventually, execute_cell
-
-pytestmark = pytest.mark.docker
 PROTOCOL = "\x1ebraindrill"  # no user ever sees a report, record or frame header
 
 

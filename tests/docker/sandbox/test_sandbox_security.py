@@ -10,12 +10,9 @@ import pytest
 
 from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.execution import Execution, Limits
-from braindrill_ext.protocol import LABEL, RUNNER_MARK
-from braindrill_ext.sandbox import GRACE_S, Tokens, build_payload
-
-from .helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
-
-pytestmark = pytest.mark.docker
+from braindrill_ext.sandbox.payload import GRACE_S, Tokens, build_payload
+from braindrill_ext.sandbox.protocol import LABEL, RUNNER_MARK
+from tests.helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
 
 
 @pytest.fixture(autouse=True)

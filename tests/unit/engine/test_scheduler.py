@@ -1,40 +1,16 @@
-"""Scheduler and warm-pool bookkeeping unit tests with fake hosts (the real-engine proofs are in
-test_hosts*.py and test_pools.py)."""
+"""The scheduler with fake hosts: most free slots first, ties round-robin, the bounded FIFO queue,
+memory budgets (the real-engine proofs are in tests/docker/hosts/test_hosts*.py; a host's warm
+pool: test_pool.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from dataclasses import dataclass
 
 import pytest
 
+from braindrill_ext.engine.scheduler import Scheduler
 from braindrill_ext.errors import NoCapacity
-from braindrill_ext.execution import Execution
-from braindrill_ext.languages import LanguageRegistry
-from braindrill_ext.limits import LimitsPolicy
-from braindrill_ext.pool import HostPool, WarmPools
-from braindrill_ext.scheduler import Scheduler
-
-
-@dataclass
-class FakeHost:
-    name: str
-    slots: int
-    running: int = 0
-    schedulable: bool = True
-    last_error: str | None = None
-    memory_mib: int | None = None
-    reserved_mib: int = 0
-    completed: int = 0
-
-    @property
-    def memory_free_mib(self) -> float:
-        return float("inf") if self.memory_mib is None else self.memory_mib - self.reserved_mib
-
-    def fits(self, memory_mib: float) -> bool:
-        return self.memory_mib is None or memory_mib <= self.memory_mib
+from tests.helpers import FakeHost
 
 
 def hosts(*slots, memory=None):
@@ -189,40 +165,3 @@ async def test_larger_than_every_budget_is_refused_at_once():
     with pytest.raises(NoCapacity, match="larger than the memory budget") as e:
         await s.acquire(memory_mib=1024)
     assert "512 MiB" in str(e.value) and s.queued == 0
-
-
-# -- a host's warm pool (HostPool), its bookkeeping only: fake host and sandboxes ---------------
-class FakeSandbox:
-    def __init__(self, language, limits, gate: asyncio.Event):
-        self.language, self.limits, self.gate = language, limits, gate
-        self.destroyed = False
-        self.deadline = None
-
-    async def destroy(self) -> bool:
-        await self.gate.wait()  # a slow engine: the removal takes a while
-        self.destroyed = True
-        return True
-
-
-async def test_a_pool_never_hands_out_what_it_is_destroying():
-    """maintain() sorts the ready sandboxes out before it awaits their removal: a take() meanwhile
-    gets the kept one, never one being destroyed, and the pool keeps exactly its target."""
-    host = FakeHost("h", 4)
-    host.nests = lambda lang: False
-    lang = LanguageRegistry.from_kernelspecs().get("python")
-    limits = LimitsPolicy().defaults
-    pool = HostPool(host, WarmPools(max_size=4), dict, limits, None, logging.getLogger())
-    pool.fill = lambda: None  # no container is made here
-    gate = asyncio.Event()
-    sandboxes = [FakeSandbox(lang, limits(lang), gate) for _ in range(3)]
-    ready = pool._pool(lang)
-    ready.ready.extend((s, time.monotonic()) for s in sandboxes)
-    ready.target = 1  # two of the three are beyond it
-    maintaining = asyncio.ensure_future(pool.maintain([]))
-    await asyncio.sleep(0)  # maintain() now waits on the first removal
-    taken = pool.take(Execution(lang, "print(1)", limits(lang)))
-    assert taken is sandboxes[0] and not taken.destroyed
-    gate.set()
-    await maintaining
-    assert [s.destroyed for s in sandboxes] == [False, True, True]
-    assert not ready.ready

@@ -1,5 +1,6 @@
-"""``braindrill_ext.validation``: what a REST body or a kernel cell may ask, checked without Docker
-(pure logic; the same refusals over HTTP are in test_rest.py, over a kernel in test_kernels.py)."""
+"""``braindrill_ext.engine.validation``: what a REST body or a kernel cell may ask, checked without
+Docker (pure logic; the same refusals over HTTP are in tests/unit/api/test_rest.py, over a kernel in
+tests/docker/kernel/test_kernels.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,8 @@ import math
 
 import pytest
 
-from braindrill_ext.errors import InvalidRequest, PayloadTooLarge, UnknownLanguage
-from braindrill_ext.execution import Limits
-from braindrill_ext.languages import Language, LanguageRegistry
-from braindrill_ext.limits import REQUESTABLE, LimitsPolicy
-from braindrill_ext.validation import (
+from braindrill_ext.engine.limits import REQUESTABLE, LimitsPolicy
+from braindrill_ext.engine.validation import (
     JSON_FIELDS,
     make_execution,
     parse_body,
@@ -20,6 +18,9 @@ from braindrill_ext.validation import (
     resolve_limits,
     split_limits,
 )
+from braindrill_ext.errors import InvalidRequest, PayloadTooLarge, UnknownLanguage
+from braindrill_ext.execution import Limits
+from braindrill_ext.languages import Language, LanguageRegistry
 
 PYTHON = Language(
     name="python",
@@ -214,43 +215,45 @@ def test_a_cells_nan_limit_is_refused(policy):
 
 # -- parse_body ------------------------------------------------------------------------------------
 def test_a_plain_body_is_the_code(policy):
-    assert parse_body(b"print('h\xc3\xa9')", "", policy) == {"code": "print('hé')"}
-    assert parse_body(b"{not json", "text/plain", policy) == {"code": "{not json"}
+    assert parse_body(b"print('h\xc3\xa9')", "", policy.code_bytes) == {"code": "print('hé')"}
+    assert parse_body(b"{not json", "text/plain", policy.code_bytes) == {"code": "{not json"}
 
 
 @pytest.mark.parametrize("body", [b"", b"   ", b"\n\t\n"])
 def test_an_empty_plain_body_is_refused(policy, body):
     with pytest.raises(InvalidRequest, match="the body is empty"):
-        parse_body(body, "text/plain", policy)
+        parse_body(body, "text/plain", policy.code_bytes)
 
 
 @pytest.mark.parametrize("content_type", ["", "application/json"])
 def test_a_body_that_is_not_utf8_is_refused(policy, content_type):
     with pytest.raises(InvalidRequest, match="not valid UTF-8"):
-        parse_body(b"\xff\xfe", content_type, policy)
+        parse_body(b"\xff\xfe", content_type, policy.code_bytes)
 
 
 @pytest.mark.parametrize("body", [b"{not json", b'{"code": "1",}', b"", b'{"code": "1"} x'])
 def test_malformed_json_is_refused(policy, body):
     with pytest.raises(InvalidRequest, match="malformed JSON body"):
-        parse_body(body, "application/json", policy)
+        parse_body(body, "application/json", policy.code_bytes)
 
 
 @pytest.mark.parametrize("body", [b'["print(1)"]', b'"print(1)"', b"null", b"42"])
 def test_json_that_is_not_an_object_is_refused(policy, body):
     with pytest.raises(InvalidRequest, match="must be an object with at least 'code'"):
-        parse_body(body, "application/json", policy)
+        parse_body(body, "application/json", policy.code_bytes)
 
 
 def test_unknown_fields_are_refused(policy):
     with pytest.raises(InvalidRequest, match=r"unknown fields \['bogus', 'timeout'\]") as e:
-        parse_body(b'{"code": "1", "bogus": 1, "timeout": 2}', "application/json", policy)
+        parse_body(
+            b'{"code": "1", "bogus": 1, "timeout": 2}', "application/json", policy.code_bytes
+        )
     assert str(list(JSON_FIELDS)) in str(e.value)
 
 
 def test_json_without_code_is_refused(policy):
     with pytest.raises(InvalidRequest, match="needs 'code'"):
-        parse_body(b'{"stdin": "x"}', "application/json", policy)
+        parse_body(b'{"stdin": "x"}', "application/json", policy.code_bytes)
 
 
 def test_json_fields_are_given_as_sent(policy):
@@ -264,25 +267,25 @@ def test_json_fields_are_given_as_sent(policy):
         "session": "0123abcd",
     }
     assert set(data) == set(JSON_FIELDS)
-    assert parse_body(json.dumps(data).encode(), "application/json", policy) == data
+    assert parse_body(json.dumps(data).encode(), "application/json", policy.code_bytes) == data
 
 
 @pytest.mark.parametrize("session", [None, "abc"])
 def test_a_session_is_an_id_or_null(policy, session):
     body = json.dumps({"code": "1", "session": session}).encode()
-    assert parse_body(body, "application/json", policy)["session"] == session
+    assert parse_body(body, "application/json", policy.code_bytes)["session"] == session
 
 
 @pytest.mark.parametrize("session", ["", 1, True, ["abc"], {"id": "abc"}])
 def test_a_session_that_is_not_an_id_is_refused(policy, session):
     body = json.dumps({"code": "1", "session": session}).encode()
     with pytest.raises(InvalidRequest, match="'session' must be a session id"):
-        parse_body(body, "application/json", policy)
+        parse_body(body, "application/json", policy.code_bytes)
 
 
 def test_a_plain_body_has_no_session(policy):
     body = b'{"code": "1", "session": "abc"}'
-    assert parse_body(body, "text/plain", policy) == {"code": body.decode()}
+    assert parse_body(body, "text/plain", policy.code_bytes) == {"code": body.decode()}
 
 
 def test_make_execution_takes_no_session(policy):
@@ -322,9 +325,9 @@ def test_a_bad_session_body_is_refused(body, message):
 
 def test_a_plain_body_over_the_code_limit_is_too_large(policy):
     policy.code_bytes = 100
-    assert parse_body(b"#" * 100, "", policy) == {"code": "#" * 100}
+    assert parse_body(b"#" * 100, "", policy.code_bytes) == {"code": "#" * 100}
     with pytest.raises(PayloadTooLarge, match="101 bytes; the code limit is 100 bytes"):
-        parse_body(b"#" * 101, "", policy)
+        parse_body(b"#" * 101, "", policy.code_bytes)
 
 
 def test_a_json_body_may_be_four_times_the_code_limit(policy):
@@ -332,9 +335,9 @@ def test_a_json_body_may_be_four_times_the_code_limit(policy):
     policy.code_bytes = 100
     body = json.dumps({"code": "\n" * 190}).encode()  # 390 bytes, "\\n" each
     assert len(body) <= 400
-    assert parse_body(body, "application/json", policy)["code"] == "\n" * 190
+    assert parse_body(body, "application/json", policy.code_bytes)["code"] == "\n" * 190
     with pytest.raises(PayloadTooLarge, match="the code limit is 100 bytes"):
-        parse_body(b" " * 401, "application/json", policy)
+        parse_body(b" " * 401, "application/json", policy.code_bytes)
 
 
 # -- make_execution --------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
-"""``braindrill_ext.hostspec.check_host_spec``: the worker-host entries an operator writes, checked
-without Docker (through ``ExecutionEngine.hosts`` as well in test_hosts_tls.py)."""
+"""``braindrill_ext.hosts.hostspec.check_host_spec``: the worker-host entries an operator writes,
+checked without Docker (through ``ExecutionEngine.hosts`` as well in test_hosts_tls.py)."""
 
 from __future__ import annotations
 
 import pytest
 from traitlets import TraitError
 
-from braindrill_ext import hostspec
-from braindrill_ext.hostspec import HOST_KEYS, check_host_spec
+from braindrill_ext.hosts import hostspec
+from braindrill_ext.hosts.hostspec import HOST_KEYS, check_host_spec
 
 TLS = {"ca": "/certs/ca.pem", "cert": "/certs/cert.pem", "key": "/certs/key.pem"}
 

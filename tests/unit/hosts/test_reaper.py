@@ -1,5 +1,6 @@
 """``Reaper.owner_is_dead``: whose leftovers the reaper may remove, judged without Docker (the
-removal itself, on real containers: test_sandbox_security.py and test_hosts_restart.py)."""
+removal itself, on real containers: tests/docker/sandbox/test_sandbox_security.py and
+tests/docker/hosts/test_hosts_restart.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import sys
 
 import pytest
 
-from braindrill_ext import reaper as reaper_module
-from braindrill_ext.reaper import Reaper
+from braindrill_ext.hosts import reaper as reaper_module
+from braindrill_ext.hosts.reaper import Reaper
 
 MASTER = "m-0123"
 DEAD_PID = 2**22 + 17  # above Linux's largest pid_max: no such process

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from braindrill_ext.output import STDERR, STDOUT, OutputCollector
-from braindrill_ext.protocol import exit_mark
+from braindrill_ext.sandbox.output import STDERR, STDOUT, OutputCollector
+from braindrill_ext.sandbox.protocol import exit_mark
 
 TOKEN = "0123456789abcdef"
 REPORT = exit_mark(TOKEN) + b"3\n"

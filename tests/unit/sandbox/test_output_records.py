@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from braindrill_ext.output import STDERR, STDOUT, OutputCollector
-from braindrill_ext.protocol import exit_mark, output_mark
+from braindrill_ext.sandbox.output import STDERR, STDOUT, OutputCollector
+from braindrill_ext.sandbox.protocol import exit_mark, output_mark
 
 EXIT_TOKEN = "0123456789abcdef"
 OUTPUT_TOKEN = "fedcba9876543210"

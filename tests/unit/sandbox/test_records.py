@@ -1,6 +1,6 @@
-"""``braindrill_ext.records.parse``: an output record from untrusted code becomes a checked Jupyter
-output or a ``BadRecord`` naming why (pure logic; records from real programs are in the kernel
-tests)."""
+"""``braindrill_ext.sandbox.records.parse``: an output record from untrusted code becomes a checked
+Jupyter output or a ``BadRecord`` naming why (pure logic; records from real programs are in the
+kernel tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from braindrill_ext.records import BadRecord, parse
+from braindrill_ext.errors import BadRecord
+from braindrill_ext.sandbox.records import parse
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n not really a picture").decode()
 

@@ -1,8 +1,7 @@
-"""A slot runner's stream (``runner.py``): the execution's output ends at the runner's report for
-its own sandbox, on both streams, wherever the frames split it; nothing else ends it (pure logic:
-the frames are given). Then one real runner stopping sandbox after sandbox (the nested sandboxes'
-hostile cases run in ``test_sandbox_security.py``, ``test_runner_isolation.py`` and the other
-modules parametrised with both kinds)."""
+"""A slot runner's stream (``sandbox/runner.py``): the execution's output ends at the runner's
+report for its own sandbox, on both streams, wherever the frames split it; nothing else ends it
+(pure logic: the frames are given); and the runner's seccomp profile. One real runner stopping
+sandbox after sandbox: tests/docker/sandbox/test_runner.py."""
 
 from __future__ import annotations
 
@@ -10,10 +9,10 @@ import json
 
 import pytest
 
-from braindrill_ext.output import STDERR, STDOUT
-from braindrill_ext.protocol import RUNNER_MARK
-from braindrill_ext.runner import SECCOMP, Runner, _partial
-from braindrill_ext.sandbox import GRACE_S
+from braindrill_ext.sandbox.attach import STDERR, STDOUT
+from braindrill_ext.sandbox.programs import SECCOMP
+from braindrill_ext.sandbox.protocol import RUNNER_MARK
+from braindrill_ext.sandbox.runner import Runner, _partial
 
 TOKEN = "0123456789abcdef"
 
@@ -98,34 +97,3 @@ def test_the_seccomp_profile_is_dockers_default_plus_three_syscalls():
         r for r in profile["syscalls"] if r.get("includes", {}).get("caps") == ["CAP_SYS_ADMIN"]
     ]
     assert any("unshare" in rule["names"] for rule in admin)
-
-
-# -- one real runner -------------------------------------------------------------------------------
-@pytest.fixture
-def sandbox_kind():
-    return "nested"
-
-
-@pytest.fixture
-def braindrill_config():
-    return {"ExecutionEngine": {"slots": 1}}  # one runner per language
-
-
-@pytest.mark.docker
-async def test_one_runner_stops_sandbox_after_sandbox(run):
-    """Timeouts and floods back to back on a host of one slot: each sandbox is stopped at once
-    by its own stop frame (a lost one would leave the deadline to the grace period and the
-    runner's replacement), including floods that end by themselves while the stop is on its way,
-    and the same runner runs them all and what follows, each in a fresh sandbox."""
-    finite_flood = "hostname; head -c 3000000 /dev/zero | tr '\\0' x"
-    results = [await run("bash", "hostname; sleep 30", limits={"timeout_s": 1}) for _ in range(3)]
-    results += [await run("bash", "hostname; yes") for _ in range(2)]
-    results += [await run("bash", finite_flood) for _ in range(3)]
-    results.append(await run("bash", "hostname"))
-    statuses = [r["status"] for r in results]
-    assert statuses == ["timeout"] * 3 + ["output_limit"] * 5 + ["ok"], results
-    for r in results[:3]:
-        assert r["duration_ms"] < 1000 + GRACE_S * 1000, r
-    names = [r["stdout"].split()[0] for r in results]
-    assert len(set(names)) == len(names), names  # a fresh sandbox each time
-    assert len({name.rpartition("-")[0] for name in names}) == 1, names  # in one runner
