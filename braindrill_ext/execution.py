@@ -100,10 +100,12 @@ class Result:
     # did not simply move on, why (not kept, as before, some files or variables left behind).
     state: bytes | None = field(default=None, repr=False)
     state_message: str | None = None
+    state_unchanged: bool = field(default=False, repr=False)  # left as it came: keep the one kept
 
     def to_json(self) -> dict:
         data = asdict(self)
         del data["state"]  # opaque, never shown
+        del data["state_unchanged"]
         data["status"] = self.status.value
         data["duration_ms"] = round(self.duration_ms, 1)
         data["queued_ms"] = round(self.queued_ms, 1)

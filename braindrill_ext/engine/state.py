@@ -81,6 +81,8 @@ def keep_state(store: StateStore, key: str, result: Result) -> None:
     notes = [result.state_message] if result.state_message else []
     if result.status not in REPLACES:
         notes.append(AS_BEFORE)
+    elif result.state_unchanged:
+        pass  # the sandbox left it as it came: the one kept here is the state
     elif result.state is None:
         notes.append(f"its state did not come back whole; {AS_BEFORE}")
     else:

@@ -47,6 +47,7 @@ def make_result(language: str, worker: str, collector, outcome: Outcome, limits:
         error=collector.error if status is Status.ERROR else None,
         state=collector.state,
         state_message=collector.state_message,
+        state_unchanged=collector.state_unchanged,
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from . import records
 from .attach import STDERR, STDOUT
-from .protocol import COMPILE_MARK, MAX_HEADER, exit_mark, output_mark, state_mark
+from .protocol import COMPILE_MARK, MAX_HEADER, STATE_SAME, exit_mark, output_mark, state_mark
 
 NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
@@ -63,6 +63,7 @@ class OutputCollector:
             self._marks[STDOUT].append(self._state_mark)
         self.state_cap = state_bytes or 0
         self.state: bytes | None = None
+        self.state_unchanged = False  # the sandbox left the state as it came (STATE_SAME)
         self.state_message: str | None = None
         self._held = {STDOUT: b"", STDERR: b""}
         # Stream → the exit code its report gave; what a stream carries after it (a leftover
@@ -153,6 +154,9 @@ class OutputCollector:
                     self._held[stream] = rest  # not whole yet
                     return data[:at], b""
                 field = rest[len(mark) : end] if end >= 0 else b""
+                if mark is self._state_mark and field == STATE_SAME:
+                    self.state_unchanged = True
+                    return data[:at], rest[end + 1 :]
                 if not field.isdigit():
                     break  # looks like a mark, is not: plain output
                 if mark is self._output_mark:

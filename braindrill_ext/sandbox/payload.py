@@ -27,7 +27,7 @@ class Tokens:
     output: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
 
 
-def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes:
+def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True) -> bytes:
     """The framed payload the bootstrap reads: ``<size>\\n`` then a tar of the work directory;
     with a state, ``<size> <state size>\\n``, the state, then the tar (``protocol.py``)."""
     lang = execution.language
@@ -55,7 +55,7 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens) -> bytes
     entries[f"{p.JOB_DIR}/job"] = "\n".join(lines) + "\n"
     if lang.prestart:  # the same argv, for a reader that is not a shell
         entries[f"{p.JOB_DIR}/argv"] = "\0".join(argv)
-        if stateful:  # what pickles the variables, whatever the image has
+        if stateful and lib:  # what pickles the variables, whatever the image has
             entries.update(python_lib())
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:

@@ -37,7 +37,10 @@ Container → engine, in the attach stream's stdout/stderr frames:
   1024 bytes of end; the rest is named on stderr). The size is announced before the tar is
   written and the tar is cut or zero-padded to it, so a file changing meanwhile cannot break the
   framing. Written by the watchdog: the program does not know the exit token. The engine keeps
-  it unopened for the next execution of the same kernel or session (``state.py``).
+  it unopened for the next execution of the same kernel or session (``state.py``). When the
+  execution left the state exactly as it got it (the same files, sizes and times; the same
+  pickled variables), the record is ``STATE_MARK`` + ``<exit token> `` + ``STATE_SAME`` + ``\\n``
+  and nothing follows: the engine keeps the state it has.
 - **exit report** (both streams, last): ``EXIT_MARK`` + ``<exit token> <exit code>\\n``. The
   engine forwards the two streams independently, so each report ends its own stream. Only the
   watchdog (the bootstrap's shell, the prestart's parent) knows the exit token.
@@ -93,6 +96,7 @@ PYTHON_LIB = f"{JOB_DIR}/lib"  # cloudpickle's source, carried in a stateful Pyt
 COMPILE_MARK = b"\x1ebraindrill-compile "
 OUTPUT_MARK = b"\x1ebraindrill-output "
 STATE_MARK = b"\x1ebraindrill-state "
+STATE_SAME = b"same"  # in place of the state's size: the state is as it came
 EXIT_MARK = b"\x1ebraindrill-exit "
 RUNNER_MARK = b"\x1ebraindrill-runner "  # a slot runner's report (container/runner.py)
 

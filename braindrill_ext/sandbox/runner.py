@@ -28,6 +28,7 @@ limits; on any doubt it is removed and another one made.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import threading
 import time
@@ -40,6 +41,7 @@ from ..execution import Execution, Limits, Result
 from . import programs
 from . import protocol as p
 from .attach import STDERR, STDOUT, raw
+from .payload import python_lib
 from .sandbox import ENVIRONMENT, STOP_WAIT_S, Sandbox
 
 # Docker's masked paths outside /proc stay masked; those in /proc are masked by each sandbox.
@@ -57,12 +59,14 @@ class Runner(Sandbox):
     HOST_CONFIG = {"MaskedPaths": MASKED_PATHS, "ReadonlyPaths": []}
     BACKSTOP = ("timeout", "--foreground", "-s", "KILL")
 
-    def __init__(self, *args, max_executions=1000, max_age_s=600.0, **kwargs):
+    def __init__(self, *args, max_executions=1000, max_age_s=600.0, seccomp=None, **kwargs):
         # Scripts and notebook cells alike fork the template, which holds IPython's shell
         # already: a script costs no interpreter start either way.
         super().__init__(*args, **{**kwargs, "script": False})
         self.labels = {**self.labels, p.POOLED: "1"}  # a runner outlives its first execution
+        self.needs_lib = not self.language.prestart  # a template has cloudpickle
         self.token = secrets.token_hex(8)
+        self.seccomp = seccomp or programs.SECCOMP  # the host's runner profile, or the shipped
         self.max_executions = max_executions
         self.max_age_s = max_age_s
         self.born = time.monotonic()
@@ -87,10 +91,10 @@ class Runner(Sandbox):
     # -- the container ---------------------------------------------------------------------------
     def _program(self) -> list[str]:
         lang, work = self.language, str(self.limits.workdir_mib)
-        if lang.prestart:
-            program = programs.script(lang.prestart_script)
+        if lang.prestart:  # the template imports the server's cloudpickle once
+            program, lib = programs.script(lang.prestart_script), json.dumps(python_lib())
             runner = [*lang.prestart, programs.RUNNER, work]
-            return [*runner, "template", program, lang.source_file, *lang.preload]
+            return [*runner, "template", program, lib, lang.source_file, *lang.preload]
         runner = ["python3", "-u", "-c", programs.RUNNER, work]
         return [*runner, "exec", "sh", "-c", programs.BOOTSTRAP, "braindrill"]
 
@@ -100,7 +104,7 @@ class Runner(Sandbox):
     def _host_config(self) -> dict:
         config = super()._host_config()
         lim = self.limits
-        config["security_opt"] = ["no-new-privileges", f"seccomp={programs.SECCOMP}"]
+        config["security_opt"] = ["no-new-privileges", f"seccomp={self.seccomp}"]
         config["pids_limit"] = lim.pids + RUNNER_PIDS
         del config["nano_cpus"]  # CPU as period and quota: what docker update can change
         config["cpu_period"] = CPU_PERIOD_US
@@ -142,6 +146,7 @@ class Runner(Sandbox):
                     if kind == "ready" and len(sizes) == 2 and all(x.isdigit() for x in sizes):
                         self.template_kib = int(sizes[0])
                         self.own_mib = -(-int(sizes[1]) // 1024)
+                        self.host.kinds.confirmed(self.language)
                         return
                     raise CannotNest(self.host.name, f"the runner cannot nest: {rest}")
         except TimeoutError as e:
@@ -151,6 +156,8 @@ class Runner(Sandbox):
             if self._sock is not None:
                 sock.settimeout(None)
         said = said[STDERR].decode(errors="replace").strip()[-300:]
+        if "python3" in said and ("No such file" in said or "not found" in said):
+            said = "the image has no python3 (the runner's interpreter)"
         raise CannotNest(self.host.name, f"the runner ended before it was ready: {said}")
 
     # -- limits ------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class Sandbox:
     """One container for one execution. Create with ``host.sandbox(...)``."""
 
     HOST_CONFIG: dict = {}  # HostConfig fields create_host_config has no argument for
+    needs_lib = True  # a stateful payload carries cloudpickle (payload.python_lib)
     BACKSTOP = ("timeout", "-s", "KILL")  # + life_s + the program: the in-container deadline
 
     def __init__(
@@ -194,7 +195,7 @@ class Sandbox:
 
         tokens = Tokens()
         collector = OutputCollector.for_execution(execution, tokens, emit)
-        payload = build_payload(execution, lim, tokens)
+        payload = build_payload(execution, lim, tokens, lib=self.needs_lib)
         if attach.readable(self._sock):
             # A waiting container writes nothing: end-of-stream or output now means it is gone.
             raise HostUnavailable(self.host.name, "the container ended before its code arrived")

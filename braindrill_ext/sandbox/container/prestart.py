@@ -95,8 +95,9 @@ def preload(names, shell):
             pass
 
 
-def read_payload():
-    """Unpack the state, if any, then the payload (header ``<size>[ <state size>]``)."""
+def read_payload(source):
+    """Unpack the state, if any, then the payload (header ``<size>[ <state size>]``). Returns
+    the state's snapshot as restored (``state_snapshot``; None: no state)."""
     header = b""
     while not header.endswith(b"\n"):
         byte = os.read(0, 1)  # unbuffered: nothing past the payload is consumed
@@ -107,13 +108,16 @@ def read_payload():
     if not 1 <= len(fields) <= 2 or not all(field.isdigit() for field in fields):
         print("braindrill: bad payload header", file=sys.stderr)
         sys.exit(121)
-    if len(fields) == 2 and int(fields[1]):
-        state = Input(int(fields[1]))
-        try:
-            untar(state)
-        except (ValueError, OSError, UnicodeError):
-            note("the state was not restored whole")
-        state.drain()
+    snapshot = None
+    if len(fields) == 2:
+        if int(fields[1]):
+            restored = Input(int(fields[1]))
+            try:
+                untar(restored)
+            except (ValueError, OSError, UnicodeError):
+                note("the state was not restored whole")
+            restored.drain()
+        snapshot = state_snapshot(source)
     payload = Input(int(fields[0]))
     try:
         untar(payload)
@@ -121,6 +125,7 @@ def read_payload():
         print("braindrill: cannot unpack the payload", file=sys.stderr)
         sys.exit(122)
     payload.drain()  # the archive's padding
+    return snapshot
 
 
 def read_job():
@@ -310,7 +315,7 @@ def run_plain_cell(path, count):
 
 
 # -- in the parent ---------------------------------------------------------------------------
-def watch(child, job, display, source):
+def watch(child, job, display, source, snapshot):
     """Wait for the child until the deadline; show the display files, send the state, report,
     exit with its status."""
     signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
@@ -323,7 +328,9 @@ def watch(child, job, display, source):
     code = os.waitstatus_to_exitcode(status)
     code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
     show_display_files(display)
-    if state["max"]:
+    if state["max"] and snapshot is not None and snapshot == state_snapshot(source):
+        send_unchanged(job["BD_EXIT_TOKEN"])
+    elif state["max"]:
         send_state(state["max"], job["BD_EXIT_TOKEN"], source)
     report = EXIT_MARK + b"%s %d\n" % (job["BD_EXIT_TOKEN"].encode(), code)
     for fd in (1, 2):
@@ -335,23 +342,44 @@ def watch(child, job, display, source):
 
 
 # -- the program -------------------------------------------------------------------------------
-def template(source, preloads):
+def template(source, preloads, lib=None):
     """What runs before the payload: the shell and the preloads. Called here, or once per runner
-    life by a slot runner's template (container/runner.py), whose every sandbox is a fork of it.
-    Returns the function that serves one execution (it never returns)."""
+    life by a slot runner's template (container/runner.py), whose every sandbox is a fork of it:
+    ``lib`` (path → source) is then the server's cloudpickle, imported once here instead of
+    carried in every stateful payload. Returns the function that serves one execution (it never
+    returns)."""
     os.chdir("/work")
     if lazy:
         preloads = []
     prepare_environment(preloads)
     shell = None if lazy else make_shell()
     preload(preloads, shell)
+    if lib:
+        import_lib(lib)
     return lambda: serve(shell, source)
+
+
+def import_lib(lib):
+    """Import the modules of ``lib`` (``PYTHON_LIB/<path>`` → source) from a directory of /tmp,
+    removed again: they live on in sys.modules."""
+    root = "/tmp/.braindrill-lib"
+    for path, text in lib.items():
+        name = os.path.join(root, os.path.relpath(path, PYTHON_LIB))
+        os.makedirs(os.path.dirname(name), exist_ok=True)
+        with open(name, "w") as f:
+            f.write(text)
+    sys.path.insert(0, root)
+    try:
+        import cloudpickle  # noqa: F401  (a failure ends the template: the runner is not made)
+    finally:
+        sys.path.remove(root)
+        remove_tree(root)
 
 
 def serve(shell, source):
     """Read the payload, run it in a child, watch it; exits with the program's status."""
     os.chdir("/work")
-    read_payload()
+    snapshot = read_payload(source)
     job, argv = read_job()
     records["token"] = job.get("BD_OUTPUT_TOKEN", "")
     if job.get("BD_OUTPUT_MAX", "").isdigit():
@@ -369,7 +397,7 @@ def serve(shell, source):
         job.clear()  # the program has no use for the exit token
         run(source, argv, shell, cell, count)
     else:
-        watch(child, job, display, source)
+        watch(child, job, display, source, snapshot)
 
 
 # A sandbox for a script (a container started for one: Sandbox.script) starts nothing before its

@@ -15,6 +15,7 @@ JOB_DIR = ".braindrill"  # protocol.JOB_DIR
 NAMESPACE = ".braindrill/namespace"  # protocol.NAMESPACE: the variables, in a state
 PYTHON_LIB = ".braindrill/lib"  # protocol.PYTHON_LIB: cloudpickle, in a stateful payload
 STATE_MARK = b"\036braindrill-state "  # protocol.STATE_MARK
+STATE_SAME = b"same"  # protocol.STATE_SAME
 state = {"max": 0}  # BD_STATE_MAX: 0, no state kept or restored
 
 
@@ -153,6 +154,41 @@ def namespace_pickler(cloudpickle, namespace):
             return None
 
     return make
+
+
+def state_snapshot(source):
+    """What the state is now: the work directory's regular files (but JOB_DIR and the source
+    file) with their size, time and mode, and the pickled variables' size and digest. Taken
+    when the state was restored, and again after the program, to send nothing when nothing
+    changed."""
+    files = {}
+    for root, dirs, names in os.walk("."):
+        if root == ".":
+            dirs[:] = [name for name in dirs if name != JOB_DIR]
+        for name in names:
+            path = os.path.join(root, name)[2:]
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if path != source and (info.st_mode & 0o170000) == 0o100000:
+                files[path] = (info.st_size, info.st_mtime_ns, info.st_mode)
+    return files, namespace_digest()
+
+
+def namespace_digest():
+    try:
+        with open(NAMESPACE, "rb") as f:
+            import hashlib
+
+            return hashlib.sha1(f.read()).digest()
+    except OSError:
+        return None
+
+
+def send_unchanged(token):
+    """The state record that says the state is as it came (protocol.STATE_SAME)."""
+    write_all(1, STATE_MARK + b"%s %s\n" % (token.encode(), STATE_SAME))
 
 
 def send_state(limit, token, source):

@@ -1,7 +1,8 @@
 # Braindrill slot runner (Python 3.9+, standard library only): the command of a runner container
 # on a worker host whose sandbox kind is "nested" (braindrill_ext/runner.py), run as
 #   timeout --foreground -s KILL <life> python3 -u -c "<this file>" <work MiB> exec <argv...>
-#   ... python3 -u -c "<this file>" <work MiB> template <prestart script> <source> <preload...>
+#   ... python3 -u -c "<this file>" <work MiB> template <prestart script> <cloudpickle's source as
+#   JSON: path → text> <source> <preload...>
 # under the container's init, as user 65534 with no capability, under seccomp-nested.json.
 #
 # Three roles, three processes; what the wire carries is in braindrill_ext/protocol.py:
@@ -33,6 +34,7 @@
 # image cannot make nested sandboxes.
 import ctypes
 import gc
+import json
 import os
 import select
 import signal
@@ -209,10 +211,10 @@ def template(channel, work, mode, program):
     if os.access("/sbin/docker-init", os.X_OK):  # pid 1 reaps orphans, as in a container
         argv = ["/sbin/docker-init", "--", *program]
     if mode == "template":
-        script, source, *preloads = program
+        script, lib, source, *preloads = program
         namespace = {"__name__": "braindrill_template"}
         exec(compile(script, "<braindrill prestart>", "exec"), namespace)
-        serve = namespace["template"](source, preloads)
+        serve = namespace["template"](source, preloads, json.loads(lib))
     gc.freeze()  # the template's objects: never traversed (copied) by a sandbox's collections
     while True:
         try:

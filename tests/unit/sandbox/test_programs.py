@@ -24,7 +24,9 @@ WRITES = {
     },
     "prestart.py": {"EXIT_MARK", "NO_PAYLOAD"},
     "python_output.py": {"OUTPUT_MARK", "DISPLAY_DIR"},
-    "python_state.py": {"STATE_MARK", "WORKDIR", "JOB_DIR", "NAMESPACE", "PYTHON_LIB"},
+    "python_state.py": {
+        "STATE_MARK", "STATE_SAME", "WORKDIR", "JOB_DIR", "NAMESPACE", "PYTHON_LIB",
+    },
     "runner.py": {"RUNNER_MARK", "FRAME_TOKEN", "FRAME_DATA", "FRAME_STOP"},
 }  # fmt: skip
 CITE = re.compile(r"#\s*protocol\.([A-Z_]+)\b")
