@@ -47,9 +47,10 @@ VERSIONS = default_cache_path()
 
 @pytest.fixture
 def sandbox_kind():
-    """The test server's default sandbox kind. A module whose tests must hold for both kinds
-    says ``sandbox_kind = helpers.sandbox_kinds``."""
-    return "container"
+    """The test server's default sandbox kind: the product's, ``auto`` (nested sandboxes where
+    the host allows them, as here). A module whose tests must hold for both kinds says
+    ``sandbox_kind = helpers.sandbox_kinds``."""
+    return "auto"
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def jp_server_config(braindrill_config, sandbox_kind):
         "ServerApp": {"jpserver_extensions": {"braindrill_ext": True}},
         "IdentityProvider": {"token": TOKEN},
         "ImageVersions": {"cache_path": VERSIONS},
-        "RemoteKernelManager": {"sandbox": sandbox_kind},
+        "ExecutionEngine": {"sandbox": sandbox_kind},
     }
     for section, values in braindrill_config.items():
         config.setdefault(section, {}).update(values)

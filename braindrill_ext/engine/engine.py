@@ -46,6 +46,7 @@ from .pool import HostPool, WarmPools
 from .running import Running
 from .scheduler import Scheduler
 from .state import StateStore, keep_state
+from .upkeep import Upkeep
 
 VERSION_WAIT_S = 15.0  # describe_language waits this long for a runtime's version being learned
 
@@ -63,17 +64,19 @@ class ExecutionEngine(LoggingConfigurable):
         Dict(),
         config=True,
         help="Worker hosts: dicts with name, url (unix://, tcp:// or ssh://; empty = DOCKER_HOST "
-        "or the local socket), slots, runtime (OCI runtime, e.g. runsc), sandbox ('container' "
-        "or 'nested'), tls {ca, cert, key}, insecure (allow tcp:// without TLS), images "
-        "{language: image}. Default: the local engine.",
+        "or the local socket), slots, runtime (OCI runtime, e.g. runsc), sandbox ('auto', "
+        "'container' or 'nested'), runner_seccomp (a seccomp profile for its slot runners), "
+        "tls {ca, cert, key}, insecure (allow tcp:// without TLS), images {language: image}. "
+        "Default: the local engine.",
     )
     sandbox = Enum(
         SANDBOX_KINDS,
-        "container",
+        "auto",
         config=True,
-        help="The sandbox kind of a host whose entry sets none: 'container' (a fresh container "
-        "per execution) or 'nested' (slot runners, a fresh nested namespace sandbox per "
-        "execution; see the README for what it trades).",
+        help="The sandbox kind of a host whose entry sets none: 'auto' (nested where the host "
+        "and the language's image allow it, else container), 'container' (a fresh container "
+        "per execution) or 'nested' (slot runners: a fresh nested namespace sandbox per "
+        "execution). See the README for what each trades.",
     )
     slots = Integer(4, config=True, help="Concurrent executions on a host whose entry sets none.")
     queue_size = Integer(64, config=True, help="Executions that may wait for a slot; more get 503.")
@@ -200,7 +203,10 @@ class ExecutionEngine(LoggingConfigurable):
         self.placement = Placement(
             self.workers, self.scheduler, self.host_pools, self.reaper, self.owner, self.log
         )
-        self._tasks: list[asyncio.Task] = []
+        self.upkeep = Upkeep(
+            self.workers, self._engines(), self.scheduler, self.host_pools, self.reaper,
+            self.registry, self.log,
+        )  # fmt: skip
         self._started: asyncio.Future | None = None
 
     # == the front doors' API =====================================================================
@@ -309,19 +315,11 @@ class ExecutionEngine(LoggingConfigurable):
         wait for warm containers (it goes cold if none is ready yet)."""
         await asyncio.gather(*(h.ping() for h in self._engines()))
         await self.reap()
-        self._tasks = [
-            asyncio.ensure_future(
-                self._every(self.pool_interval_s, self._maintain_pools, now=True)
-            ),
-            asyncio.ensure_future(self._every(self.health_interval_s, self._check_health)),
-            asyncio.ensure_future(self._every(self.reap_interval_s, self.reap)),
-        ]
+        self.upkeep.start(self.pool_interval_s, self.health_interval_s, self.reap_interval_s)
 
     async def stop(self) -> None:
         """Stop the loops and the host thread pools. Called by the engine's owner at shutdown."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.upkeep.stop()
         await self.placement.drain()
         await asyncio.gather(*(p.close() for p in self.host_pools.values()))
         await self.versions.close()
@@ -337,7 +335,7 @@ class ExecutionEngine(LoggingConfigurable):
     async def reap(self) -> int:
         """Remove labelled containers that no live execution owns. Called at start, every
         ``reap_interval_s``, and when a host comes back. Returns how many were removed."""
-        return await self.reaper.sweep([h for h in self.workers if h.schedulable])
+        return await self.upkeep.reap()
 
     # == inside ===================================================================================
     def _make_pool(self, host: WorkerHost) -> HostPool:
@@ -348,34 +346,6 @@ class ExecutionEngine(LoggingConfigurable):
 
     def _engines(self) -> list[WorkerHost]:
         return [*self.workers, self.image_source] if self.image_source else list(self.workers)
-
-    async def _every(self, seconds, job, now=False):
-        while True:
-            if not now:
-                await asyncio.sleep(seconds)
-            now = False
-            try:
-                await job()
-            except Exception:
-                self.log.exception("braindrill background job %s failed", job.__name__)
-
-    async def _check_health(self):
-        """Ping every host; a host that answers again gets queued work and its leftovers reaped
-        (after a failure, its warm containers too: they did not outlive its engine). Called
-        every ``health_interval_s`` by the health loop."""
-        was = {h.name: (h.schedulable, h.failed) for h in self.workers}
-        await asyncio.gather(*(h.ping() for h in self._engines()))
-        back = [h for h in self.workers if h.schedulable and not was[h.name][0]]
-        if back:
-            self.scheduler.dispatch()
-            await asyncio.gather(
-                *(self.host_pools[h.name].discard() for h in back if was[h.name][1])
-            )
-            await self.reaper.sweep(back)
-
-    async def _maintain_pools(self):
-        """Called every ``pool_interval_s``: TTL, shrinking and refilling of the warm pools."""
-        await asyncio.gather(*(p.maintain(self.registry) for p in self.host_pools.values()))
 
     async def _image(self, language: Language) -> str | None:
         """The image the first schedulable host runs ``language`` with (None if none has one).

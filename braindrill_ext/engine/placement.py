@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..errors import CannotRunHere, HostUnavailable, reason_of
+from ..errors import CannotNest, CannotRunHere, HostUnavailable, reason_of
 from ..execution import Execution, Result, Status
 from ..sandbox import protocol
 
@@ -68,14 +68,19 @@ class Placement:
                 self.log.info("warm container on %s unusable (%s); cold start", host.name, e)
         image = await host.image_for(execution.language)
         labels = protocol.labels(self.owner, execution.id, language=execution.language.name)
-        sandbox = host.sandbox(
-            execution.language,
-            image,
-            execution.limits,
-            labels,
-            script=not execution.interactive,  # its code comes at once: start IPython if used
-        )
-        return sandbox, await self._execute(host, sandbox, execution, on_output, cold=True)
+        while True:
+            sandbox = host.sandbox(
+                execution.language,
+                image,
+                execution.limits,
+                labels,
+                script=not execution.interactive,  # its code comes at once: IPython if used
+            )
+            try:
+                return sandbox, await self._execute(host, sandbox, execution, on_output, cold=True)
+            except CannotNest as e:  # an `auto` host: a container here, now and from now on
+                if not host.kinds.refused(execution.language, e.reason):
+                    raise
 
     async def _execute(self, host, sandbox, execution, on_output, cold=False) -> Result:
         try:

@@ -22,7 +22,7 @@ import time
 from traitlets import Bool, Dict, Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
-from ..errors import HostUnavailable
+from ..errors import CannotNest, HostUnavailable
 from ..execution import Execution, Limits, container_memory_mib
 from ..languages import Language
 from ..sandbox.protocol import EXECUTION
@@ -84,6 +84,7 @@ class _LanguagePool:
     last_used: float = dataclasses.field(default_factory=time.monotonic)
     last_error: str | None = None
     retry_at: float = 0.0
+    cells: bool = False  # warm containers for notebook cells (HostPool._pool)
 
     @property
     def memory_mib(self) -> int:
@@ -117,12 +118,18 @@ class HostPool:
     def _bounds(self, lang: Language) -> tuple[int, int]:
         return self.policy.bounds(lang.name, self.host.slots if self.host.nests(lang) else 0)
 
-    def _pool(self, lang: Language) -> _LanguagePool:
-        pool = self.pools.get(lang.name)
+    def _pool(self, lang: Language, cells: bool = False) -> _LanguagePool:
+        """A language's pool. Where it runs in containers, a prestarted language has a second
+        one for notebook cells (``cells``): their containers start IPython ahead of the code,
+        those for scripts only if the script uses it (``container/prestart.py``), so scripts
+        don't pay for cells. A slot runner's template serves both."""
+        cells = cells and bool(lang.prestart) and not self.host.nests(lang)
+        key = f"{lang.name} (cells)" if cells else lang.name
+        pool = self.pools.get(key)
         if pool is None:
             low, _ = self._bounds(lang)
-            pool = _LanguagePool(lang, self.limits_for(lang), target=low)
-            self.pools[lang.name] = pool
+            pool = _LanguagePool(lang, self.limits_for(lang), target=low, cells=cells)
+            self.pools[key] = pool
         return pool
 
     def take(self, execution: Execution):
@@ -134,7 +141,7 @@ class HostPool:
             return None
         if not execution.warm:
             return None
-        pool = self._pool(lang)
+        pool = self._pool(lang, execution.interactive)
         if pool.language != lang:  # a variant (another run command, no prestart): go cold
             return None
         pool.last_used = time.monotonic()
@@ -187,24 +194,26 @@ class HostPool:
                 self._spawn(self._fill_one(pool))
 
     async def _fill_one(self, pool: _LanguagePool) -> None:
-        sandbox = None
         try:
             image = await self.host.image_for(pool.language)
             sandbox = self.host.sandbox(
                 pool.language, image, pool.limits, self.labels(),
-                idle_life_s=int(self.policy.ttl_s) + 60,
+                idle_life_s=int(self.policy.ttl_s) + 60, script=not pool.cells,
             )  # fmt: skip
             await sandbox.prepare()
         except Exception as e:
+            pool.filling -= 1
             reason = e.reason if isinstance(e, HostUnavailable) else repr(e)
+            if isinstance(e, CannotNest) and self.host.kinds.refused(pool.language, reason):
+                self.fill()  # an `auto` host: containers for this language, from now on
+                return
             pool.last_error = f"{time.strftime('%H:%M:%S')} {reason}"
             pool.retry_at = time.monotonic() + self.policy.retry_after_s
             self.log.warning(
                 "warm pool %s on %s cannot fill: %s", pool.language.name, self.host.name, reason
             )
             return
-        finally:
-            pool.filling -= 1
+        pool.filling -= 1
         if self._closed:
             await self._destroy(sandbox)
             return

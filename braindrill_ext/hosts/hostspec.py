@@ -4,16 +4,19 @@ the ``WorkerHost`` each one makes."""
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import docker
 from traitlets import TraitError
 
+from .kinds import KINDS
 from .workerhost import WorkerHost
 
 HOST_KEYS = {
     "name", "url", "slots", "memory_mib", "runtime", "sandbox", "tls", "insecure", "images",
+    "runner_seccomp",
 }  # fmt: skip
-SANDBOX_KINDS = ("container", "nested")
+SANDBOX_KINDS = KINDS
 TLS_KEYS = {"ca", "cert", "key"}
 SCHEMES = ("unix://", "tcp://", "ssh://")
 
@@ -46,7 +49,7 @@ def check_host_spec(spec, names: set) -> None:
         raise TraitError(
             f"worker host {name!r}: memory_mib must be an integer >= 1 (MiB), got {memory!r}"
         )
-    if spec.get("sandbox", "container") not in SANDBOX_KINDS:
+    if spec.get("sandbox", "auto") not in SANDBOX_KINDS:
         raise TraitError(
             f"worker host {name!r}: sandbox must be one of {SANDBOX_KINDS}, got {spec['sandbox']!r}"
         )
@@ -70,6 +73,16 @@ def check_host_spec(spec, names: set) -> None:
         )
     if not isinstance(spec.get("images", {}), dict):
         raise TraitError(f"worker host {name!r}: images must be a dict of language → image")
+    seccomp = spec.get("runner_seccomp")
+    if seccomp is not None:
+        try:
+            with open(seccomp) as f:
+                json.load(f)
+        except (OSError, TypeError, ValueError) as e:
+            raise TraitError(
+                f"worker host {name!r}: runner_seccomp must be the path of a JSON seccomp "
+                f"profile for its slot runners, got {seccomp!r}: {e}"
+            ) from None
 
 
 def make_client(
@@ -112,6 +125,7 @@ def make_hosts(specs: list[dict], *, image_source_url: str, api_version: str, de
             runtime=spec.get("runtime", ""),
             sandbox=spec.get("sandbox", defaults["sandbox"]),
             images={**defaults["images"], **spec.get("images", {})},
+            runner_seccomp=_read(spec.get("runner_seccomp")),
             **opts,
         )
         for spec in specs
@@ -133,6 +147,14 @@ def _image_source(url: str, specs: list[dict], api_version: str, opts: dict):
     except docker.errors.DockerException as e:
         log.info("no image source engine (%s): hosts copy images from each other", e)
         return None
+
+
+def _read(path: str | None) -> str | None:
+    """A runner seccomp profile's JSON, compact (None: the shipped one)."""
+    if path is None:
+        return None
+    with open(path) as f:
+        return json.dumps(json.load(f))
 
 
 def connector(url: str, tls: dict | None, api_version: str):

@@ -16,6 +16,7 @@ from ..languages import Language
 from ..sandbox.runner import Runner
 from ..sandbox.sandbox import Sandbox
 from .images import copy_image, image_id, resolve_image
+from .kinds import SandboxKinds
 
 UNABLE_RETRY_S = 300.0  # try again to get an image this long after failing
 MEMORY_SHARE = 0.75  # the default memory budget: this share of the engine's total memory
@@ -50,12 +51,13 @@ class WorkerHost:
         *,
         memory_mib: int | None = None,
         runtime: str = "",
-        sandbox: str = "container",
+        sandbox: str = "auto",
         images: dict | None = None,
         docker_timeout_s: float = 20.0,
         ping_timeout_s: float = 3.0,
         lost_after_pings: int = 2,
         runner_options: dict | None = None,
+        runner_seccomp: str | None = None,
         on_image=None,
         log: logging.Logger | None = None,
     ):
@@ -67,13 +69,13 @@ class WorkerHost:
         self._on_image = on_image or (lambda language, image, image_id: None)
         self.slots = slots
         self.runtime = runtime
-        self.sandbox_kind = sandbox  # "container" or "nested" (runner.py)
-        # max_executions, max_age_s of its slot runners (the pools' policy)
-        self.runner_options = runner_options or {}
+        self.log = log or logging.getLogger("braindrill")
+        self.kinds = SandboxKinds(name, sandbox, self.log)  # auto, container or nested
+        # max_executions, max_age_s of its slot runners (the pools' policy); their seccomp
+        self.runner_options = {**(runner_options or {}), "seccomp": runner_seccomp}
         self.image_overrides = images or {}
         self.ping_timeout_s = ping_timeout_s
         self.lost_after_pings = max(1, lost_after_pings)
-        self.log = log or logging.getLogger("braindrill")
         # One thread per slot reads output; the rest serve API calls (create, kill, remove...).
         self.executor = ThreadPoolExecutor(
             max_workers=2 * slots + 4, thread_name_prefix=f"braindrill-{name}"
@@ -146,9 +148,8 @@ class WorkerHost:
                 failed.cancel()
 
     def nests(self, language: Language) -> bool:
-        """Whether ``language`` runs in slot runners here (not a language with network access:
-        a nested sandbox has none)."""
-        return self.sandbox_kind == "nested" and not language.network
+        """Whether ``language`` runs in slot runners here (``kinds.py``)."""
+        return self.kinds.nests(language)
 
     def sandbox(self, language: Language, image: str, limits, labels: dict, **kwargs) -> Sandbox:
         """A container for one execution, or a slot runner where ``language`` nests."""
@@ -294,7 +295,8 @@ class WorkerHost:
             "copying": dict(self._copying),
             "unable": dict(self.unable),
             "runtime": self.runtime or None,
-            "sandbox": self.sandbox_kind,
+            "sandbox": self.kinds.setting,
+            "sandboxes": self.kinds.status(),
         }
 
     def close(self) -> None:

@@ -50,9 +50,9 @@ def _no_leftover_containers():
 
 @pytest.fixture(scope="module")
 def embedded_sandbox():
-    """The embedded engine's sandbox kind; a module whose kernels must work with both says
-    ``embedded_sandbox = helpers.embedded_sandboxes``."""
-    return "container"
+    """The embedded engine's sandbox kind: the product's default, ``auto``; a module whose
+    kernels must work with both kinds says ``embedded_sandbox = helpers.embedded_sandboxes``."""
+    return "auto"
 
 
 @pytest.fixture(scope="module")

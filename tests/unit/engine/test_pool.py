@@ -48,3 +48,20 @@ async def test_a_pool_never_hands_out_what_it_is_destroying():
     await maintaining
     assert [s.destroyed for s in sandboxes] == [False, True, True]
     assert not ready.ready
+
+
+def test_scripts_and_cells_have_their_own_warm_containers_but_share_runners():
+    """On a host of containers, a prestarted language's warm containers for scripts (IPython only
+    if used) and for cells (IPython ahead) are two pools; a slot runner's template serves both."""
+    lang = LanguageRegistry.from_kernelspecs().get("python")
+    limits = LimitsPolicy().defaults
+    for nests, pools in ((False, {"python", "python (cells)"}), (True, {"python"})):
+        host = FakeHost("h", 4)
+        host.nests = lambda _, nests=nests: nests
+        pool = HostPool(host, WarmPools(max_size=4), dict, limits, None, logging.getLogger())
+        pool.fill = lambda: None
+        script = Execution(lang, "print(1)", limits(lang))
+        cell = Execution(lang, "1", limits(lang), interactive=True)
+        assert pool.take(script) is None and pool.take(cell) is None  # misses: both counted
+        assert set(pool.pools) == pools
+        assert pool.pools["python"].cells is False

@@ -39,7 +39,9 @@ def test_an_unknown_sandbox_kind_is_refused():
         check({"name": "a", "sandbox": "vm"})
 
 
-def test_every_documented_key_is_accepted():
+def test_every_documented_key_is_accepted(tmp_path):
+    profile = tmp_path / "runner.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []}')
     spec = {
         "name": "a",
         "url": "tcp://10.0.0.1:2376",
@@ -50,9 +52,19 @@ def test_every_documented_key_is_accepted():
         "tls": TLS,
         "insecure": False,
         "images": {},
+        "runner_seccomp": str(profile),
     }
     assert set(spec) == HOST_KEYS
     check(spec)
+
+
+@pytest.mark.parametrize("content", [None, "not json"])
+def test_a_runner_seccomp_profile_must_be_a_json_file(tmp_path, content):
+    path = tmp_path / "profile.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(TraitError, match="runner_seccomp must be the path of a JSON"):
+        check({"name": "a", "runner_seccomp": str(path)})
 
 
 @pytest.mark.parametrize("spec", ["local", ["name", "a"], None, 1])
