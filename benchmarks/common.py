@@ -158,8 +158,11 @@ class JupyterServer:
     containers it owns (their ``braindrill.owner`` label holds it).
     """
 
-    def __init__(self, config: dict | None = None, name: str = "server", log_dir: str = ""):
+    def __init__(
+        self, config: dict | None = None, name: str = "server", log_dir: str = "", env=None
+    ):
         self.name = name
+        self.env = env or {}  # more environment for the server (PYTHONPATH: another checkout)
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -201,6 +204,7 @@ class JupyterServer:
             **os.environ,
             "JUPYTER_RUNTIME_DIR": str(self.dir / "runtime"),
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         self._log = open(self.log_path, "w")  # closed in stop()
         argv = [sys.executable, "-m", "jupyter_server", f"--config={config_path}"]

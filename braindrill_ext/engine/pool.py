@@ -41,7 +41,9 @@ class WarmPools(LoggingConfigurable):
     max_size = Integer(4, config=True, help="Warm containers per language and host, at most.")
     languages = Dict(
         config=True,
-        help="Per-language {'min': n, 'max': n}; {'max': 0} turns the pool off for a language.",
+        help="Per-language {'min': n, 'max': n}; {'max': 0} turns the pool off for a language. "
+        "On a host of containers, a prestarted language (Python) has two pools with these "
+        "bounds each: for scripts and for notebook cells.",
     )
     ttl_s = Float(
         300.0,
@@ -168,6 +170,8 @@ class HostPool:
         its pool has room; False: the caller removes it. A container is never reused."""
         if self._closed or not getattr(sandbox, "reusable", False) or not self.host.schedulable:
             return False
+        if self._bounds(sandbox.language)[1] == 0:  # pools off: no pool made
+            return False
         pool = self._pool(sandbox.language)
         if pool.language != sandbox.language:
             return False
@@ -226,6 +230,7 @@ class HostPool:
         for lang in languages:
             if self._bounds(lang)[0] > 0:
                 self._pool(lang)
+                self._pool(lang, cells=True)  # the same pool where a runner serves both
         now = time.monotonic()
         for pool in list(self.pools.values()):  # recycle() may add one while this awaits
             low, high = self._bounds(pool.language)

@@ -1,4 +1,6 @@
-"""Warm pools on real containers: freshness, single use, refill, shrink, fallback, no leftovers."""
+"""Warm pools of containers (sandbox kind "container"): freshness, single use, refill, shrink,
+fallback, no leftovers. (Slot runners, which live in the same pools, are tested in
+tests/docker/sandbox/test_runner*.py.)"""
 
 from __future__ import annotations
 
@@ -22,6 +24,14 @@ PROBE = (
     "print(socket.gethostname(), os.path.exists('/tmp/mark'), len(pids))\n"
     "open('/tmp/mark', 'w').write('x')\n"
 )
+
+
+@pytest.fixture
+def sandbox_kind():
+    return "container"
+
+
+CELLS = "python (cells)"  # the pool of warm containers for notebook cells
 
 
 async def pool_status(jp_fetch, language="python") -> dict:
@@ -60,8 +70,10 @@ class TestWarm:
         assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
 
     async def test_kernel_cells_take_warm_containers(self, jp_fetch, jp_ws_fetch):
-        assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
-        before = await pool_status(jp_fetch)
+        """Cells take the warm containers made for cells (IPython started ahead); scripts have
+        their own (IPython only if used)."""
+        assert await eventually(lambda: _ready_at_least(jp_fetch, 2, CELLS), 20)
+        before = await pool_status(jp_fetch, CELLS)
         body = json.dumps({"name": "braindrill-python"})
         kernel_id = json.loads((await jp_fetch("api", "kernels", method="POST", body=body)).body)[
             "id"
@@ -78,7 +90,7 @@ class TestWarm:
             await jp_fetch("api", "kernels", kernel_id, method="DELETE")
         assert seen[0][0] != seen[1][0]  # a container per cell
         assert all(mark == "False" for _, mark, _ in seen)
-        assert (await pool_status(jp_fetch))["hits"] == before["hits"] + 2
+        assert (await pool_status(jp_fetch, CELLS))["hits"] == before["hits"] + 2
 
     async def test_deadline_counts_from_delivery(self, run, jp_fetch):
         assert await eventually(lambda: _ready_at_least(jp_fetch, 2), 20)
@@ -143,13 +155,15 @@ class TestTimeToLive:
         }
 
     async def test_idle_warm_container_is_replaced_after_its_ttl(self, run, jp_fetch):
+        """(One warm container for scripts, one for cells: the language's minimum each.)"""
         assert await eventually(lambda: _ready_is(jp_fetch, 1), 20)
+        assert await eventually(lambda: _ready_is(jp_fetch, 1, CELLS), 20)
         first = _warm_containers()
-        assert len(first) == 1
+        assert len(first) == 2
 
         async def replaced():
             now = _warm_containers()
-            return len(now) == 1 and not now & first and await _ready_is(jp_fetch, 1)
+            return len(now) == 2 and not now & first and await _ready_is(jp_fetch, 1)
 
         assert await eventually(replaced, 15)  # the old one removed, a new one warm
         result = await run("python", "print('after the ttl')")
@@ -257,12 +271,12 @@ def _age_s(created: int, now: float | None = None) -> float:
     return (time.time() if now is None else now) - (created + 1)
 
 
-async def _ready_at_least(jp_fetch, n):
-    return (await pool_status(jp_fetch)).get("ready", 0) >= n
+async def _ready_at_least(jp_fetch, n, pool="python"):
+    return (await pool_status(jp_fetch, pool)).get("ready", 0) >= n
 
 
-async def _ready_is(jp_fetch, n):
-    return (await pool_status(jp_fetch)).get("ready", 0) == n
+async def _ready_is(jp_fetch, n, pool="python"):
+    return (await pool_status(jp_fetch, pool)).get("ready", 0) == n
 
 
 async def _target_is(jp_fetch, n):
