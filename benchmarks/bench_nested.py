@@ -48,7 +48,8 @@ from tornado.httpclient import AsyncHTTPClient
 from braindrill_ext.engine.limits import LimitsPolicy
 from braindrill_ext.execution import Limits
 from braindrill_ext.languages import LanguageRegistry
-from braindrill_ext.sandbox.sandbox import ENVIRONMENT, SANDBOX_USER, Sandbox
+from braindrill_ext.sandbox.isolation import ENVIRONMENT, SANDBOX_USER
+from braindrill_ext.sandbox.sandbox import Sandbox
 
 CODE = "print(1)"
 

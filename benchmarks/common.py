@@ -34,8 +34,8 @@ from braindrill_ext.engine.limits import LimitsPolicy
 from braindrill_ext.execution import Limits
 from braindrill_ext.hosts.images import resolve_image
 from braindrill_ext.languages import LanguageRegistry
+from braindrill_ext.sandbox.isolation import SANDBOX_USER
 from braindrill_ext.sandbox.protocol import LABEL
-from braindrill_ext.sandbox.sandbox import SANDBOX_USER
 from tests.hosts import start_daemons as start_daemons  # re-exported for the benchmarks
 
 # -- statistics and tables -----------------------------------------------------------------------

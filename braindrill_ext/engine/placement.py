@@ -112,6 +112,7 @@ class Placement:
         """Remove an execution's container (or give its slot runner back to the pool), then free
         its slot and memory and refill the host's pool."""
         try:
+            await sandbox.settle()
             if not self.host_pools[host.name].recycle(sandbox):
                 await self.destroy(host, sandbox)
         finally:

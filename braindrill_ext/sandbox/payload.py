@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import json
 import secrets
 import shlex
 import tarfile
@@ -82,3 +83,10 @@ def python_lib() -> dict[str, str]:
         for item in package.iterdir()
         if item.name.endswith(".py")
     }
+
+
+@functools.cache
+def python_lib_json() -> str:
+    """``python_lib()`` as JSON, for a prestarted interpreter's command: it imports cloudpickle
+    before the payload, and stateful payloads to it carry none."""
+    return json.dumps(python_lib())

@@ -32,7 +32,9 @@ def script(parts: tuple[str, ...]) -> str:
     return "\n".join(text(part) for part in parts)
 
 
-def prestart_command(language: Language) -> list[str]:
-    """The argv of a prestarted interpreter: it runs its program, which reads the payload."""
+def prestart_command(language: Language, lib: str = "") -> list[str]:
+    """The argv of a prestarted interpreter: it runs its program, which reads the payload.
+    ``lib``: cloudpickle's source as JSON (path → text), imported before the payload; empty:
+    each stateful payload carries it."""
     program = script(language.prestart_script)
-    return [*language.prestart, program, language.source_file, *language.preload]
+    return [*language.prestart, program, lib, language.source_file, *language.preload]

@@ -28,21 +28,19 @@ limits; on any doubt it is removed and another one made.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import threading
 import time
 from concurrent.futures import Future
-
-from docker.types import Ulimit
 
 from ..errors import TRANSPORT_ERRORS, CannotNest, HostUnavailable, reason_of
 from ..execution import Execution, Limits, Result
 from . import programs
 from . import protocol as p
 from .attach import STDERR, STDOUT, raw
-from .payload import python_lib
-from .sandbox import ENVIRONMENT, STOP_WAIT_S, Sandbox
+from .isolation import ENVIRONMENT
+from .payload import GRACE_S, python_lib_json
+from .sandbox import STOP_WAIT_S, Sandbox
 
 # Docker's masked paths outside /proc stay masked; those in /proc are masked by each sandbox.
 MASKED_PATHS = ["/sys/firmware", "/sys/devices/virtual/powercap"]
@@ -65,6 +63,7 @@ class Runner(Sandbox):
         super().__init__(*args, **{**kwargs, "script": False})
         self.labels = {**self.labels, p.POOLED: "1"}  # a runner outlives its first execution
         self.needs_lib = not self.language.prestart  # a template has cloudpickle
+        self.reads_to_the_end = False  # the result goes out at the exit reports (settle())
         self.token = secrets.token_hex(8)
         self.seccomp = seccomp or programs.SECCOMP  # the host's runner profile, or the shipped
         self.max_executions = max_executions
@@ -92,7 +91,7 @@ class Runner(Sandbox):
     def _program(self) -> list[str]:
         lang, work = self.language, str(self.limits.workdir_mib)
         if lang.prestart:  # the template imports the server's cloudpickle once
-            program, lib = programs.script(lang.prestart_script), json.dumps(python_lib())
+            program, lib = programs.script(lang.prestart_script), python_lib_json()
             runner = [*lang.prestart, programs.RUNNER, work]
             return [*runner, "template", program, lib, lang.source_file, *lang.preload]
         runner = ["python3", "-u", "-c", programs.RUNNER, work]
@@ -112,11 +111,6 @@ class Runner(Sandbox):
         # Mount points for the sandboxes' own /work and /tmp; the template's caches (matplotlib's
         # font list) in its /tmp.
         config["tmpfs"] = {"/work": "size=64k,uid=65534,gid=65534,mode=0700", "/tmp": "size=16m"}
-        config["ulimits"] = [
-            Ulimit(name="nofile", soft=lim.nofile, hard=lim.nofile),
-            Ulimit(name="fsize", soft=lim.workdir_mib << 20, hard=lim.workdir_mib << 20),
-            Ulimit(name="core", soft=0, hard=0),
-        ]
         return config
 
     def _prepare_sync(self):
@@ -199,6 +193,17 @@ class Runner(Sandbox):
         result = await super().execute(execution, on_output)
         self._stopping = False  # the container goes on: removing it means killing it
         self.executions += 1
+        return result
+
+    async def _outcome_known(self, reader: asyncio.Future) -> None:
+        await asyncio.wait({reader}, timeout=GRACE_S + 3)  # the runner's report
+
+    async def settle(self) -> None:
+        """The result went out at the program's exit reports; the runner's report, after its
+        sandbox's pid namespace is gone, says whether it may run another. Called by the engine's
+        clean-up, which holds the slot until then."""
+        if self._reader is not None:
+            await asyncio.wait({self._reader}, timeout=STOP_WAIT_S + GRACE_S)
         doubt = await self._doubt()
         if doubt:
             self.log.info("runner %s on %s retired: %s", self.container_id, self.host.name, doubt)
@@ -207,7 +212,6 @@ class Runner(Sandbox):
             and self.executions < self.max_executions
             and time.monotonic() - self.born < self.max_age_s
         )
-        return result
 
     async def _doubt(self) -> str | None:
         """Why the runner may not be clean after this execution; None when it is."""

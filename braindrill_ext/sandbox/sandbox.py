@@ -13,33 +13,25 @@ import asyncio
 import time
 
 from docker.errors import APIError, DockerException, NotFound
-from docker.types import Ulimit
 
 from ..errors import TRANSPORT_ERRORS, HostUnavailable, reason_of
 from ..execution import Execution, Limits, Result
 from ..languages import Language
 from . import attach, programs
 from . import protocol as p
+from .isolation import ENVIRONMENT, SANDBOX_USER, host_config
 from .outcome import Outcome, make_result
 from .output import OutputCollector
-from .payload import GRACE_S, Tokens, build_payload
+from .payload import GRACE_S, Tokens, build_payload, python_lib_json
 
-SANDBOX_USER = "65534:65534"  # nobody:nogroup, present in Debian-based and Alpine images
 STOP_WAIT_S = 5  # after its exit report, a container is given this long to stop before removal
-ENVIRONMENT = {
-    "HOME": p.WORKDIR,
-    "TMPDIR": "/tmp",
-    "LANG": "C.UTF-8",
-    p.DISPLAY_ENV: p.DISPLAY_DIR,
-    "MPLCONFIGDIR": "/tmp/matplotlib",  # matplotlib's cache: the root filesystem is read-only
-}
 
 
 class Sandbox:
     """One container for one execution. Create with ``host.sandbox(...)``."""
 
     HOST_CONFIG: dict = {}  # HostConfig fields create_host_config has no argument for
-    needs_lib = True  # a stateful payload carries cloudpickle (payload.python_lib)
+    reads_to_the_end = True  # execute() returns once the reader is done, not at the exit reports
     BACKSTOP = ("timeout", "-s", "KILL")  # + life_s + the program: the in-container deadline
 
     def __init__(
@@ -58,6 +50,7 @@ class Sandbox:
         # uses it (prestart.py's lazy mode), not ahead of its code. A warm container may take
         # either, so it is not for a script: its IPython starts before its code arrives.
         self.script = script
+        self.needs_lib = script  # a prestarted interpreter has imported cloudpickle
         self.language = language
         self.image = image
         self.limits = limits
@@ -70,6 +63,8 @@ class Sandbox:
         self._refused: str | None = None  # why the run step could not start, after compiling
         self._stopping = False  # the program reported its exit: the container stops by itself
         self._run_started: asyncio.Future | None = None  # the program (after a compile) started
+        self._output_done: asyncio.Future | None = None  # its exit reports are in
+        self._reader: asyncio.Future | None = None  # the reading of its output
         self.log = host.log
 
     # -- prime ---------------------------------------------------------------------------------
@@ -140,36 +135,13 @@ class Sandbox:
 
     def _host_config(self) -> dict:
         """The container's isolation and limits (``create_host_config`` arguments)."""
-        lim = self.limits
-        # A compiled language starts under its compile memory limit; _start_run_sync sets the run
-        # limit before the program starts.
-        memory = lim.compile_memory_mib if self.language.compile else lim.memory_mib
-        work = f"rw,exec,nosuid,nodev,size={lim.workdir_mib}m,uid=65534,gid=65534,mode=0700"
-        return dict(
-            init=True,
-            network_mode="bridge" if self.language.network else "none",
-            read_only=True,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            pids_limit=lim.pids,
-            mem_limit=f"{memory}m",
-            memswap_limit=f"{memory}m",
-            nano_cpus=int(lim.cpus * 1e9),
-            ulimits=[
-                Ulimit(name="nofile", soft=lim.nofile, hard=lim.nofile),
-                Ulimit(name="fsize", soft=lim.workdir_mib << 20, hard=lim.workdir_mib << 20),
-                Ulimit(name="core", soft=0, hard=0),
-            ],
-            tmpfs={"/work": work, "/tmp": f"rw,nosuid,nodev,size={lim.workdir_mib}m,mode=1777"},
-            log_config={"Type": "none"},
-            runtime=self.host.runtime or None,
-        )
+        return host_config(self.language, self.limits, self.host.runtime)
 
     def _program(self) -> list[str]:
         """What waits for the payload: the language's prestarted interpreter, or the bootstrap."""
         lang = self.language
-        if lang.prestart:
-            return programs.prestart_command(lang)
+        if lang.prestart:  # cloudpickle imported ahead, unless nothing is (a lazy script's)
+            return programs.prestart_command(lang, "" if self.script else python_lib_json())
         return ["sh", "-c", programs.BOOTSTRAP, "braindrill"]
 
     # -- execute -------------------------------------------------------------------------------
@@ -207,7 +179,9 @@ class Sandbox:
         self._run_started = loop.create_future()
         if not compiled:
             self._run_started.set_result(None)
+        self._output_done = loop.create_future()
         reader = asyncio.ensure_future(self.host.call_watched(self._read_sync, collector))
+        self._reader = reader
         timed_out = lost = False
         message = None
         try:
@@ -227,6 +201,7 @@ class Sandbox:
             exit_code, oom = collector.exit_code, False
             self._stopping = True
         elif not lost:
+            await self._outcome_known(reader)
             try:
                 compile_failed = collector.compile_exit not in (None, 0)
                 exit_code, oom = await asyncio.wait_for(
@@ -238,9 +213,10 @@ class Sandbox:
         return make_result(self.language.name, self.host.name, collector, outcome, lim, duration_ms)
 
     async def _wait(self, reader: asyncio.Future, lim: Limits, compiled: bool) -> bool:
-        """Wait for the reader within the deadlines; False when one passed. The compile step has
-        ``compile_timeout_s`` (its own in-container limit, plus the grace); the program's
-        ``timeout_s`` counts from the moment it starts (the go-ahead)."""
+        """Wait until the program's output is all in (its exit reports) or the reader ended,
+        within the deadlines; False when one passed. The compile step has ``compile_timeout_s``
+        (its own in-container limit, plus the grace); the program's ``timeout_s`` counts from
+        the moment it starts (the go-ahead)."""
         if compiled:
             await asyncio.wait(
                 {reader, self._run_started},
@@ -252,11 +228,22 @@ class Sandbox:
                 return True
             if not self._run_started.done():
                 return False
-        try:
-            await asyncio.wait_for(asyncio.shield(reader), lim.timeout_s)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        done, _ = await asyncio.wait(
+            {reader, self._output_done}, timeout=lim.timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if reader in done:
+            reader.result()  # raises what the reader raised
+        elif done and self.reads_to_the_end:  # the reader stops at the exit reports: at once
+            await asyncio.wait({reader}, timeout=GRACE_S)
+        return bool(done)
+
+    async def _outcome_known(self, reader: asyncio.Future) -> None:
+        """Before the exit code is asked for (the program did not report a normal exit): what
+        the sandbox still has to say. A container's engine knows it; a slot runner says it."""
+
+    async def settle(self) -> None:
+        """After the result went out, before the sandbox is removed or used again: what is
+        still to be known of it. Nothing, for a container; called by the engine's clean-up."""
 
     def _read_sync(self, collector: OutputCollector) -> None:
         """Runs in a host thread: read frames until the exit report or the end of the stream.
@@ -265,15 +252,19 @@ class Sandbox:
         rest is drained and dropped: the engine cannot finish killing a container whose output
         nobody reads."""
         killing = run_started = False
-        for stream, chunk in self._chunks(collector):
-            if not collector.feed(stream, chunk) and not killing:
-                killing = True
-                self._request_kill()
-            if collector.compile_done and not run_started:
-                run_started = True
-                if collector.compile_exit == 0:
-                    self._start_run_sync()
-        collector.finish()
+        try:
+            for stream, chunk in self._chunks(collector):
+                if not collector.feed(stream, chunk) and not killing:
+                    killing = True
+                    self._request_kill()
+                if collector.compile_done and not run_started:
+                    run_started = True
+                    if collector.compile_exit == 0:
+                        self._start_run_sync()
+                if collector.done and not self._output_done.done():
+                    self._output_done.get_loop().call_soon_threadsafe(_set, self._output_done)
+        finally:
+            collector.finish()
 
     def _chunks(self, collector: OutputCollector):
         """The output up to the exit report (or the end of the stream)."""

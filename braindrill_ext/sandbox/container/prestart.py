@@ -1,6 +1,7 @@
 # Braindrill's Python sandbox, part 3 of 3 (after python_output.py and python_state.py, joined
 # into one program): the prestart, the command of a Python sandbox container, run as
-# `timeout -s KILL <life> python3 -u -c "<the three parts>" <source file> [preload module...]`
+# `timeout -s KILL <life> python3 -u -c "<the three parts>" <cloudpickle JSON or ""> <source file>
+# [preload module...]`
 # under the container's init. The interpreter starts with the container, before any code exists,
 # so that the code runs as soon as it arrives instead of after the interpreter's start-up.
 #
@@ -314,6 +315,43 @@ def run_plain_cell(path, count):
     return 130 if isinstance(error, KeyboardInterrupt) else 1
 
 
+def exit_status(code):
+    """What the interpreter makes of ``sys.exit(code)``: None is 0, a number itself, anything
+    else is printed on stderr and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def exit_now(code):
+    """End the program as the interpreter does -- wait for its threads, run its atexit functions
+    (weakref finalizers included), flush its streams -- but without tearing every module down:
+    a fork of a template holding IPython (and pandas...) would touch, and so copy, most of its
+    pages for that, tens of milliseconds of nothing."""
+    try:
+        import threading
+
+        threading._shutdown()  # the non-daemon threads, as Py_FinalizeEx waits for them
+    except BaseException:
+        pass
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
 # -- in the parent ---------------------------------------------------------------------------
 def watch(child, job, display, source, snapshot):
     """Wait for the child until the deadline; show the display files, send the state, report,
@@ -354,6 +392,8 @@ def template(source, preloads, lib=None):
     prepare_environment(preloads)
     shell = None if lazy else make_shell()
     preload(preloads, shell)
+    if shell is not None:  # IPython's first cell loads and builds what later ones reuse
+        shell.run_cell("pass", store_history=False)
     if lib:
         import_lib(lib)
     return lambda: serve(shell, source)
@@ -377,27 +417,64 @@ def import_lib(lib):
 
 
 def serve(shell, source):
-    """Read the payload, run it in a child, watch it; exits with the program's status."""
+    """Fork the program's process, then read the payload and hand the program its job (not the
+    exit token: it was forked before the job was read), watch it; exits with its status. The
+    fork happens while nothing waits for it (before the payload), off a cell's path."""
     os.chdir("/work")
+    # What exists now (IPython's objects, the preloaded modules') is never traversed by the
+    # child's garbage collections, which would copy every page of it: ~0.1 s more at its exit.
+    gc.freeze()
+    go, given = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(given)
+        execute(source, shell, go)
+    os.close(go)
     snapshot = read_payload(source)
     job, argv = read_job()
+    state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
+    display = os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
+    os.makedirs(display, exist_ok=True)
+    records["token"] = job.get("BD_OUTPUT_TOKEN", "")  # its own display files, at the end
+    if job.get("BD_OUTPUT_MAX", "").isdigit():
+        records["max"] = int(job["BD_OUTPUT_MAX"])
+    program = {name: value for name, value in job.items() if name != "BD_EXIT_TOKEN"}
+    import json
+
+    write_all(given, json.dumps({"job": program, "argv": argv}).encode())
+    os.close(given)
+    watch(child, job, display, source, snapshot)
+
+
+def execute(source, shell, go):
+    """The program's process: wait for its job (end of file: the payload never came), run it,
+    exit with its status."""
+    data = b""
+    while True:
+        chunk = os.read(go, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(go)
+    if not data:
+        os._exit(0)
+    import json
+
+    given = json.loads(data)
+    job, argv = given["job"], given["argv"]
     records["token"] = job.get("BD_OUTPUT_TOKEN", "")
     if job.get("BD_OUTPUT_MAX", "").isdigit():
         records["max"] = int(job["BD_OUTPUT_MAX"])
     cell = job.get("BD_INTERACTIVE") == "1"
     count = int(job["BD_EXECUTION_COUNT"]) if job.get("BD_EXECUTION_COUNT", "").isdigit() else 1
     state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
-    display = os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
-    os.makedirs(display, exist_ok=True)
-    # What exists now (IPython's objects, the preloaded modules') is never traversed by the
-    # child's garbage collections, which would copy every page of it: ~0.1 s more at its exit.
-    gc.freeze()
-    child = os.fork()
-    if child == 0:
-        job.clear()  # the program has no use for the exit token
+    os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
+    try:
         run(source, argv, shell, cell, count)
-    else:
-        watch(child, job, display, source, snapshot)
+        code = 0
+    except SystemExit as e:
+        code = exit_status(e.code)
+    exit_now(code)
 
 
 # A sandbox for a script (a container started for one: Sandbox.script) starts nothing before its
@@ -405,4 +482,10 @@ def serve(shell, source):
 # uses them (ShellOnImport). Else (a warm container, a runner's template) it starts them ahead.
 lazy = os.environ.pop("BD_PRESTART", "") == "lazy"
 if __name__ == "__main__":  # a container's program; a runner's template runs template() itself
-    template(sys.argv[1], sys.argv[2:])()
+    # argv: the source file's name, cloudpickle's source as JSON (or nothing), the preloads
+    if sys.argv[1]:
+        import json
+
+        template(sys.argv[2], sys.argv[3:], json.loads(sys.argv[1]))()
+    else:
+        template(sys.argv[2], sys.argv[3:])()

@@ -433,7 +433,7 @@ class Relay:
                 if time.monotonic() > deadline:
                     clean = False
                     break
-                time.sleep(0.01)
+                time.sleep(0.001)
                 self.reap()
             oom = oom_kills() - oom_before
             self.report(number, exit_status, oom, int(clean), int(stopped))
