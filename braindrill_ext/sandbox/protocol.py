@@ -113,7 +113,12 @@ OWNER, EXECUTION, LANGUAGE, POOLED, EXPIRES = (
 
 def runner_frame(kind: bytes, number: int, body: bytes = b"") -> bytes:
     """One frame of the engine to a slot runner."""
-    return b"%s %d %d\n" % (kind, number, len(body)) + body
+    return runner_frame_header(kind, number, len(body)) + body
+
+
+def runner_frame_header(kind: bytes, number: int, size: int) -> bytes:
+    """The header of a frame whose ``size`` bytes of body follow it."""
+    return b"%s %d %d\n" % (kind, number, size)
 
 
 def exit_mark(token: str) -> bytes:

@@ -5,24 +5,25 @@ engine's CPU.
 
 The runner container is made like a sandbox container (``Sandbox``: same user, read-only root, no
 capability, no network, no new privileges, limits) with two differences that namespace creation
-needs: the seccomp profile ``container/seccomp-nested.json`` (Docker's default plus ``unshare``,
-``mount`` and ``sethostname``), and no masked or read-only paths on ``/proc`` (the kernel mounts a
-fresh ``/proc`` only where the container's one is fully visible; each sandbox masks its own
-``/proc`` again as Docker would). Its cgroup is the execution's: one execution at a time, so the
-memory, CPU and pids limits, and OOM detection (the runner reports the cgroup's OOM kills), stay
-per execution; a request with other memory or CPU limits gets them applied first
-(``docker update``).
+needs: the seccomp profile ``container/seccomp-nested.json`` (Docker's default plus ``clone`` and
+``unshare`` with namespace flags, ``mount`` and ``sethostname``), and no masked or read-only
+paths on ``/proc`` (the kernel mounts a fresh ``/proc`` only where the container's one is fully
+visible; each sandbox masks its own ``/proc`` again as Docker would). Its cgroup is the
+execution's: one execution at a time, so the memory, CPU and pids limits, and OOM detection (the
+runner reports the cgroup's OOM kills), stay per execution; a request with other memory or CPU
+limits gets them applied first (``docker update``). The runner's own memory (relay, template) is
+added to the execution's memory limit.
 
 In the container, a relay owns the attach stream and a template forks the sandboxes: a sandbox
 gets its payload through a pipe of its own and writes through pipes of its own, never the
 stream. The engine writes frames (``protocol.runner_frame``): the runner token first (the
 sandboxes never see it), then per execution its data (the payload, a compile step's go-ahead)
 and, at a deadline or an output flood, a stop, each with the number of the execution's sandbox;
-the relay drops frames of another number. It reads the execution's output as from a container,
-then the runner's report, which names the sandbox, says it is gone and whether the runner is
-clean. The runner is reused (``HostPool.recycle``) only if its report came for this sandbox and
-says clean, the stop sent to it (if any) was written, and it is under its execution and age
-limits; on any doubt it is removed and another one made.
+the relay drops frames of another number. The result goes out at the program's exit reports, as
+a container's; then the runner's report, which names the sandbox, says it is gone and whether the
+runner is clean (``settle``). The runner is reused (``HostPool.recycle``) only if its report
+came for this sandbox and says clean, the stop sent to it (if any) was written, and it is under
+its execution and age limits; on any doubt it is removed and another one made.
 """
 
 from __future__ import annotations
@@ -225,8 +226,11 @@ class Runner(Sandbox):
 
     def _send(self, data: bytes) -> None:
         """The execution's stdin (its payload, the go-ahead): a data frame for its sandbox."""
-        with self._send_lock:
-            raw(self._sock).sendall(p.runner_frame(p.FRAME_DATA, self._number, data))
+        header = p.runner_frame_header(p.FRAME_DATA, self._number, len(data))
+        with self._send_lock:  # the header, then the data as it is (a large state: no copy)
+            sock = raw(self._sock)
+            sock.sendall(header)
+            sock.sendall(data)
 
     def _chunks(self, collector):
         """The frames up to the runner's report on both streams (which ends the execution, and

@@ -62,6 +62,11 @@ MASKED = (
 )  # fmt: skip
 READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 libc = ctypes.CDLL(None, use_errno=True)
+pythonapi = ctypes.pythonapi
+sys_clone = ctypes.PyDLL(None, use_errno=True).syscall  # with the GIL held, as fork needs
+sys_clone.restype = ctypes.c_long
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine, 56)
+CLONE_PARENT, SIGCHLD = 0x00008000, 17
 
 
 def call(function, *args):
@@ -77,23 +82,52 @@ def write_file(path, text):
 
 # -- the sandbox (a fork of the template) ------------------------------------------------------
 def nest(number, fds, work, serve, argv):
-    """The template's child: new namespaces, then pid 1 in them. Tells the relay (status pipe)
-    the pid of that pid 1, or why it could not; never returns."""
+    """Start sandbox ``number``: one clone of the template into new user, mount, pid, network,
+    IPC and UTS namespaces, whose parent is the relay (CLONE_PARENT: it reaps it), pid 1 there.
+    The template writes its uid and gid maps, then lets it go on; tells the relay (status pipe)
+    its pid, or why it could not."""
     status = fds[3]
+    go, going = os.pipe()
     try:
-        call(libc.unshare, NEW_NAMESPACES)
-        uid, gid = os.geteuid(), os.getegid()
-        write_file("/proc/self/setgroups", "deny")
-        write_file("/proc/self/uid_map", f"{uid} {uid} 1")
-        write_file("/proc/self/gid_map", f"{gid} {gid} 1")
-        pid = os.fork()
+        pid = clone(NEW_NAMESPACES | CLONE_PARENT | SIGCHLD)
     except OSError as e:
         os.write(status, f"unable {e}\n".encode())
-        os._exit(1)
-    if pid == 0:
+        for fd in (go, going):
+            os.close(fd)
+        return
+    if pid == 0:  # the sandbox: wait for its maps (until then it cannot own a file)
+        os.close(going)
+        os.read(go, 1)
+        os.close(go)
         sandbox(number, fds, work, serve, argv)
-    os.write(status, b"%d\n" % pid)
-    os._exit(0)
+    os.close(go)
+    uid, gid = os.geteuid(), os.getegid()
+    try:  # the template owns the namespace: it may map its own ids into it
+        write_file(f"/proc/{pid}/setgroups", "deny")
+        write_file(f"/proc/{pid}/uid_map", f"{uid} {uid} 1")
+        write_file(f"/proc/{pid}/gid_map", f"{gid} {gid} 1")
+        os.write(status, b"%d\n" % pid)
+    except OSError as e:
+        os.write(status, f"unable {e}\n".encode())
+        os.kill(pid, signal.SIGKILL)
+    os.write(going, b"g")
+    os.close(going)
+
+
+def clone(flags):
+    """``fork()`` with ``clone(2)``'s flags (the C library's fork has none), with the
+    interpreter's own before and after hooks, as ``os.fork`` runs them. Single-threaded callers
+    only. (The child's C-library thread id is its parent's: nothing here asks for it.)"""
+    pythonapi.PyOS_BeforeFork()
+    pid = sys_clone(SYS_CLONE, ctypes.c_ulong(flags), None, None, None, None)
+    if pid == 0:
+        pythonapi.PyOS_AfterFork_Child()
+        return 0
+    errno = ctypes.get_errno()
+    pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(errno, os.strerror(errno))
+    return pid
 
 
 def sandbox(number, fds, work, serve, argv):
@@ -223,13 +257,9 @@ def template(channel, work, mode, program):
             os._exit(0)
         if not message:
             os._exit(0)  # the relay is gone
-        pid = os.fork()
-        if pid == 0:
-            channel.close()
-            nest(int(message), fds, work, serve, argv)
+        nest(int(message), fds, work, serve, argv)  # returns in the template only
         for fd in fds:
             os.close(fd)
-        os.waitpid(pid, 0)
 
 
 # -- the relay ---------------------------------------------------------------------------------
@@ -405,7 +435,7 @@ class Relay:
                             kill(pid)
             if writing and writing[0] in writable:
                 try:
-                    pending = pending[os.write(to_sandbox, pending) :]
+                    del pending[: os.write(to_sandbox, pending)]  # in place: no copy
                 except BlockingIOError:
                     pass
                 except OSError:  # it stopped reading (closed, or ended)

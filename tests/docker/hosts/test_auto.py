@@ -1,6 +1,7 @@
 """The default sandbox kind, ``auto``: nested sandboxes where the worker host's kernel lets a
 runner make user namespaces (this machine), containers where it does not -- simulated with a
-runner seccomp profile that refuses ``unshare`` on one host (the machine's own sysctls stay as
+runner seccomp profile that refuses new namespaces (``clone`` and ``unshare`` with their
+flags) on one host (the machine's own sysctls stay as
 they are). The choice is made per host and language, with its reason, and shown in
 ``GET /braindrill/workers``."""
 
@@ -16,11 +17,12 @@ from tests.helpers import workers
 
 @pytest.fixture
 def no_unshare(tmp_path):
-    """The shipped runner profile without the rule that allows ``unshare``."""
+    """The shipped runner profile without what allows new namespaces: ``clone`` and
+    ``unshare`` are then Docker's default (with their namespace flags: CAP_SYS_ADMIN only)."""
     profile = json.loads(programs.SECCOMP)
     for rule in profile["syscalls"]:
         if rule.get("comment", "").startswith("braindrill"):
-            rule["names"] = [name for name in rule["names"] if name != "unshare"]
+            rule["names"] = [name for name in rule["names"] if name not in ("clone", "unshare")]
     path = tmp_path / "no-unshare.json"
     path.write_text(json.dumps(profile))
     return str(path)

@@ -83,13 +83,16 @@ def test_partial_counts_a_possible_start_of_the_mark():
     assert _partial(b"\x1e", mark) == 1
 
 
-def test_the_seccomp_profile_is_dockers_default_plus_three_syscalls():
-    """What the runner may do beyond a sandbox container: one rule, named, unconditional."""
+def test_the_seccomp_profile_is_dockers_default_plus_four_syscalls():
+    """What the runner may do beyond a sandbox container: one rule, named, unconditional --
+    clone and unshare with namespace flags, mount, sethostname."""
     profile = json.loads(SECCOMP)
     ours = [
         rule for rule in profile["syscalls"] if rule.get("comment", "").startswith("braindrill")
     ]
-    assert [sorted(rule["names"]) for rule in ours] == [["mount", "sethostname", "unshare"]]
+    assert [sorted(rule["names"]) for rule in ours] == [
+        ["clone", "mount", "sethostname", "unshare"]
+    ]
     assert ours[0]["action"] == "SCMP_ACT_ALLOW" and not ours[0]["args"]
     assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
     # Docker's own rule for these needs CAP_SYS_ADMIN, which the runner does not have.
