@@ -56,6 +56,13 @@ class Execution:
     # output), as in a notebook; False: the code runs as a script (REST's default).
     interactive: bool = False
     execution_count: int = 0  # the cell's number, for its execute_result
+    # A kernel's earlier cells, by execution count (index 0 unused), for a Python cell's
+    # ``%history`` and ``In``.
+    history: list[str] = field(default_factory=list)
+    input: bool = False  # a cell's input() and getpass() ask the front end (its allow_stdin)
+    # "complete" or "inspect": a Python kernel's answer to a completion or help request about
+    # ``code`` (JSON: code, cursor_pos, detail_level), from the state it restores and never keeps.
+    tool: str = ""
     warm: bool = True  # may take a warm container (False: a cold one, e.g. a version probe)
     # The state of a kernel or REST session (``state.py``): an opaque blob made by an earlier
     # sandbox, restored in this one before the code runs; None: stateless, nothing restored or

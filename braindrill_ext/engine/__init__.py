@@ -16,12 +16,14 @@ Refusals are the typed errors of ``errors.py``. The request parsers of ``validat
 front doors need are re-exported here.
 """
 
+from ..sandbox.protocol import REPLY_MIME  # a tool execution's answer (Execution.tool)
 from .engine import ExecutionEngine
 from .running import Running
 from .validation import LIMITS_MAGIC, parse_body, parse_session_body, split_limits
 
 __all__ = [
     "LIMITS_MAGIC",
+    "REPLY_MIME",
     "ExecutionEngine",
     "Running",
     "parse_body",

@@ -43,7 +43,7 @@ from .fairness import UserLimits
 from .limits import LimitsPolicy
 from .placement import Placement
 from .pool import HostPool, WarmPools
-from .running import Running
+from .running import Control, Running
 from .scheduler import Scheduler
 from .state import StateStore, keep_state
 from .upkeep import Upkeep
@@ -231,7 +231,9 @@ class ExecutionEngine(LoggingConfigurable):
     def default_limits(self, language: Language) -> Limits:
         return self.limits.defaults(language)
 
-    async def run(self, execution: Execution, on_output=None, state: str | None = None) -> Result:
+    async def run(
+        self, execution: Execution, on_output=None, state: str | None = None, control=None
+    ) -> Result:
         """Run one execution on some worker host and return its Result.
 
         ``on_output(kind, value)`` is called on the loop as the program writes: ``("stdout",
@@ -241,14 +243,16 @@ class ExecutionEngine(LoggingConfigurable):
         ``TooManyRequests`` when its user is past a per-user limit, ``NoCapacity`` when the queue
         is full or the wait runs out, and ``HostUnavailable`` when no host could start it.
         Cancelling it kills and removes the sandbox. The sandbox is removed after the result is
-        returned; its slot is held until then. Every execution gets an audit line.
+        returned; its slot is held until then. Every execution gets an audit line. A ``tool``
+        execution (completion, help) starts from the state and never changes it. ``control``
+        (``Running``'s) is given the sandbox while it runs.
         """
         if state is not None:
             execution.state = self.states.get(state)
         queued_at = time.monotonic()
         try:
             with self.fairness.admit(execution.user):
-                result, container = await self.placement.run(execution, on_output)
+                result, container = await self.placement.run(execution, on_output, control)
         except BraindrillError as e:
             self.log.info(
                 *audit_line(
@@ -259,14 +263,15 @@ class ExecutionEngine(LoggingConfigurable):
         result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
         metrics.record(result, time.monotonic() - queued_at)
         self.log.info(*audit_line(self.audit_format, execution, result, container=container))
-        if state is not None:
+        if state is not None and not execution.tool:
             keep_state(self.states, state, result)
         result.state = None  # kept in the store, or dropped: never handed on
         return result
 
     def start(self, execution: Execution, on_output=None, state: str | None = None) -> Running:
-        """``run`` as a ``Running`` a front door awaits and may cancel."""
-        return Running(self.run(execution, on_output, state))
+        """``run`` as a ``Running`` a front door awaits, and may cancel, interrupt or answer."""
+        control = Control()
+        return Running(self.run(execution, on_output, state, control), control)
 
     @property
     def keeps_kernel_state(self) -> bool:

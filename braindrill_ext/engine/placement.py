@@ -28,7 +28,7 @@ class Placement:
         self.log = log
         self.background: set[asyncio.Task] = set()  # clean-ups after results went out
 
-    async def run(self, execution: Execution, on_output) -> tuple[Result, str | None]:
+    async def run(self, execution: Execution, on_output, control=None) -> tuple[Result, str | None]:
         """Run on the first host that can start it; returns the result and its container id.
         Raises ``NoCapacity`` (no slot in time) and ``HostUnavailable`` (no host could start
         it). Cancelling it kills and removes the sandbox."""
@@ -36,7 +36,7 @@ class Placement:
         while True:
             host = await self.scheduler.acquire(exclude=tried, memory_mib=execution.memory_mib)
             try:
-                sandbox, result = await self._run_on(host, execution, on_output)
+                sandbox, result = await self._run_on(host, execution, on_output, control)
             except HostUnavailable as e:
                 self.scheduler.release(host, execution.memory_mib, completed=False)
                 tried.add(host.name)
@@ -57,13 +57,13 @@ class Placement:
             self._spawn(self._clean_up(host, sandbox, execution))
             return result, container
 
-    async def _run_on(self, host, execution: Execution, on_output):
+    async def _run_on(self, host, execution: Execution, on_output, control=None):
         """Run on ``host``: in a warm sandbox if its pool has one, else in a new one. Returns
         (sandbox, result); the caller removes the sandbox. On an exception it is already removed."""
         sandbox = self.host_pools[host.name].take(execution)
         if sandbox is not None:
             try:
-                return sandbox, await self._execute(host, sandbox, execution, on_output)
+                return sandbox, await self._execute(host, sandbox, execution, on_output, control)
             except HostUnavailable as e:  # the warm container died while it waited: go cold
                 self.log.info("warm container on %s unusable (%s); cold start", host.name, e)
         image = await host.image_for(execution.language)
@@ -77,15 +77,19 @@ class Placement:
                 script=not execution.interactive,  # its code comes at once: IPython if used
             )
             try:
-                return sandbox, await self._execute(host, sandbox, execution, on_output, cold=True)
+                return sandbox, await self._execute(
+                    host, sandbox, execution, on_output, control, cold=True
+                )
             except CannotNest as e:  # an `auto` host: a container here, now and from now on
                 if not host.kinds.refused(execution.language, e.reason):
                     raise
 
-    async def _execute(self, host, sandbox, execution, on_output, cold=False) -> Result:
+    async def _execute(self, host, sandbox, execution, on_output, control, cold=False) -> Result:
         try:
             if cold:
                 await sandbox.prepare()
+            if control is not None:
+                control.sandbox = sandbox
             return await sandbox.execute(execution, on_output)
         except HostUnavailable:
             await self.destroy(host, sandbox)

@@ -118,9 +118,11 @@ def make_execution(
     interactive=False,
     execution_count=0,
     user="",
+    **cell,
 ) -> Execution:
     """Check one request and make its Execution. Raises UnknownLanguage, InvalidRequest or
-    PayloadTooLarge. Used by the REST handlers and the kernels alike."""
+    PayloadTooLarge. Used by the REST handlers and the kernels alike; ``cell``: a kernel's own
+    fields of a cell (``history``, ``input``, ``tool``), passed as they are."""
     lang = registry.get(language)
     if not isinstance(code, str):
         raise InvalidRequest("'code' must be a string")
@@ -151,6 +153,7 @@ def make_execution(
         interactive=interactive,
         execution_count=execution_count,
         user=user,
+        **cell,
     )
 
 

@@ -67,6 +67,7 @@ class BraindrillKernel(KernelRequests):
             username="kernel",
         )
         self.execution_count = 0
+        self.history: list[str] = [""]  # the cells kept in history, by execution count
         self.exit_code: int | None = None
         self.sockets: dict[str, zmq.asyncio.Socket] = {}
         self._tasks: list[asyncio.Task] = []
@@ -100,6 +101,7 @@ class BraindrillKernel(KernelRequests):
             asyncio.ensure_future(self._serve(self.sockets["control"], sequential=False)),
             asyncio.ensure_future(self._heartbeat()),
             asyncio.ensure_future(self._welcome()),
+            asyncio.ensure_future(self._serve_stdin()),
         ]
         self._publish("status", {"execution_state": "starting"}, None)
 
@@ -121,10 +123,12 @@ class BraindrillKernel(KernelRequests):
                 await asyncio.sleep(0.05)
 
     def interrupt(self) -> None:
-        """Cancel the running cell: its container is killed and removed, its reply says so.
-        Called for ``interrupt_request`` and by the provisioner's ``send_signal(SIGINT)``."""
+        """Interrupt the running cell as IPython does: ``KeyboardInterrupt`` in a Python cell,
+        which keeps its state up to there; a cell still running a second later (or of another
+        language) is killed with its container, and its reply says so. Called for
+        ``interrupt_request`` and by the provisioner's ``send_signal(SIGINT)``."""
         if self._cell is not None:
-            self._cell.cancel()
+            self._cell.interrupt()
 
     async def stop(self, exit_code: int = 0) -> int:
         """End the kernel: cancel the running cell (removing its container), close the sockets.
@@ -136,7 +140,8 @@ class BraindrillKernel(KernelRequests):
 
     async def _stop(self, exit_code: int) -> None:
         cell = self._cell
-        self.interrupt()
+        if cell is not None:
+            cell.cancel()
         if cell is not None:
             await cell.settled(STOP_WAIT_S)
         for task in self._tasks:

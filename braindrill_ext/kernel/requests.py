@@ -5,13 +5,15 @@ sockets, the lifecycle and the dispatch; each cell runs through the engine's pub
 from __future__ import annotations
 
 import asyncio
+import json
 
 from jupyter_client._version import protocol_version
 
 from .. import __version__
-from ..engine import split_limits
+from ..engine import REPLY_MIME, split_limits
 from ..errors import BraindrillError, HostUnavailable, NoCapacity, TooManyRequests
 from ..execution import Status
+from . import introspect
 from .cells import (
     RESET_MAGIC,
     STATELESS_MAGIC,
@@ -24,6 +26,7 @@ from .cells import (
 )
 
 FLUSH_S = 0.05  # output is sent at most this long after the container wrote it
+TOOL_TIMEOUT_S = 2.0  # a completion or help request past this gets an empty answer
 
 
 class StreamCoalescer:
@@ -88,7 +91,11 @@ class KernelRequests:
         if not silent:
             self._publish("execute_input", {"code": code, "execution_count": count}, msg)
         user = msg["header"].get("username") or "kernel"
-        reply = await self._run_cell(code, msg, silent, count, user)
+        if content.get("store_history", True) and not silent:
+            self.history += [""] * (count - len(self.history))
+            self.history[count:] = [code]  # by count: In[count]
+        allow_stdin = bool(content.get("allow_stdin", False)) and not silent
+        reply = await self._run_cell(code, msg, silent, count, user, ident, allow_stdin)
         if reply["status"] == "error" and not silent:
             error = {k: reply[k] for k in ("ename", "evalue", "traceback")}
             self._publish("error", error, msg)
@@ -101,7 +108,9 @@ class KernelRequests:
         self._reply(sock, ident, msg, reply, metadata={"status": reply["status"]})
         return queued
 
-    async def _run_cell(self, code: str, msg, silent: bool, count: int, user: str) -> dict:
+    async def _run_cell(
+        self, code: str, msg, silent: bool, count: int, user: str, ident=None, allow_stdin=False
+    ) -> dict:
         """Run one cell in a fresh container; returns the reply's status fields."""
         magic, code = split_state_magic(code)
         stateful = self.engine.keeps_kernel_state and magic != STATELESS_MAGIC
@@ -111,6 +120,7 @@ class KernelRequests:
             limits, code = split_limits(code)
             if not code.strip():
                 return {"status": "ok"}
+            python = bool(self.language.prestart)
             execution = self.engine.execution(
                 self.language.name,
                 code,
@@ -118,6 +128,8 @@ class KernelRequests:
                 interactive=True,
                 execution_count=count,
                 user=user,
+                history=introspect.recent(self.history, count) if python else [],
+                input=allow_stdin and python,
             )
         except BraindrillError as e:
             return refused_content(e)
@@ -129,7 +141,10 @@ class KernelRequests:
         streams = StreamCoalescer(publish)
 
         def on_output(kind: str, value) -> None:
-            if kind != "output":
+            if kind == "input":
+                streams.flush()
+                self._ask(value, ident, msg)
+            elif kind != "output":
                 streams.write(kind, value)
             elif not silent:
                 streams.flush()  # what the program printed before it, first
@@ -181,15 +196,65 @@ class KernelRequests:
         self._reply(sock, ident, msg, is_complete(self.language, msg["content"].get("code", "")))
 
     async def _on_complete_request(self, sock, ident, msg) -> None:
-        pos = msg["content"].get("cursor_pos", len(msg["content"].get("code", "")))
-        content = {"matches": [], "cursor_start": pos, "cursor_end": pos, "metadata": {}}
-        self._reply(sock, ident, msg, {"status": "ok", **content})
+        code = msg["content"].get("code", "")
+        pos = msg["content"].get("cursor_pos", len(code))
+        content = await self._ask_sandbox("complete", {"code": code, "cursor_pos": pos}, msg)
+        if content is None:
+            name = self.language.language_info.get("name", self.language.name)
+            content = introspect.complete_words(name, self.history, code, pos)
+        self._reply(sock, ident, msg, {**content, "status": "ok"})
 
     async def _on_inspect_request(self, sock, ident, msg) -> None:
-        self._reply(sock, ident, msg, {"status": "ok", "found": False, "data": {}, "metadata": {}})
+        c = msg["content"]
+        code = c.get("code", "")
+        request = {"code": code, "cursor_pos": c.get("cursor_pos", len(code))}
+        request["detail_level"] = 1 if c.get("detail_level") == 1 else 0
+        content = await self._ask_sandbox("inspect", request, msg)
+        content = content or {"found": False, "data": {}, "metadata": {}}
+        self._reply(sock, ident, msg, {**content, "status": "ok"})
+
+    async def _ask_sandbox(self, tool: str, request: dict, msg) -> dict | None:
+        """A Python kernel's completion or help: IPython's, in a sandbox holding the kernel's
+        state (never changed), within ``TOOL_TIMEOUT_S``; an empty answer past it or when it
+        failed. None for the other languages."""
+        if not self.language.prestart:
+            return None
+        empty = introspect.empty_tool_reply(tool, request["cursor_pos"])
+        try:
+            execution = self.engine.execution(
+                self.language.name,
+                json.dumps(request),
+                limits={"timeout_s": TOOL_TIMEOUT_S},
+                interactive=True,
+                user=msg["header"].get("username") or "kernel",
+                tool=tool,
+            )
+            stateful = self.engine.keeps_kernel_state
+            running = self.engine.start(execution, state=self.state_key if stateful else None)
+            result = await asyncio.wait_for(running.result(), TOOL_TIMEOUT_S + 3)
+        except (BraindrillError, asyncio.TimeoutError) as e:
+            self.log.info("kernel %s: no %s answer: %s", self.kernel_id, tool, e)
+            return empty
+        return introspect.tool_reply(result, REPLY_MIME, empty)
+
+    def _ask(self, request: dict, ident, parent) -> None:
+        """The running cell asks for a line (``input()``): an ``input_request`` on the stdin
+        channel; the front end's ``input_reply`` goes to the cell (``_serve_stdin``)."""
+        content = {"prompt": request["prompt"], "password": request["password"]}
+        self._send(self.sockets.get("stdin"), "input_request", content, parent, ident=ident)
+
+    async def _serve_stdin(self) -> None:
+        """Hand each ``input_reply`` to the running cell (none running: dropped)."""
+        sock = self.sockets["stdin"]
+        while True:
+            _, msg = await self._recv(sock)
+            if msg is not None and msg["header"]["msg_type"] == "input_reply":
+                if self._cell is not None:
+                    self._cell.reply(str(msg["content"].get("value", "")))
 
     async def _on_history_request(self, sock, ident, msg) -> None:
-        self._reply(sock, ident, msg, {"status": "ok", "history": []})
+        history = introspect.history_entries(self.history, msg["content"])
+        self._reply(sock, ident, msg, {"status": "ok", "history": history})
 
     async def _on_comm_info_request(self, sock, ident, msg) -> None:
         self._reply(sock, ident, msg, {"status": "ok", "comms": {}})

@@ -20,7 +20,8 @@ class OutputCollector:
     ``feed`` returns False once the output went past a cap (a stream's ``output_bytes``, or
     ``display_bytes`` of rich outputs): the caller then kills the sandbox. ``on_output(kind,
     value)`` is called as the output arrives: ``("stdout"|"stderr", text)`` for each decoded
-    chunk, ``("output", output)`` for each rich output but an ``error`` (kept in ``error``).
+    chunk, ``("output", output)`` for each rich output but an ``error`` (kept in ``error``), and
+    ``("input", {prompt, password})`` when a cell asks for a line (``Sandbox.reply`` answers).
     With ``state_bytes`` (a stateful execution) the state the watchdog sends is kept in ``state``
     (None when it did not come, or was over ``state_bytes``: then ``state_message`` says so).
     """
@@ -216,6 +217,10 @@ class OutputCollector:
             return
         if output["output_type"] == "error":
             self.error = output
+            return
+        if output["output_type"] == records.INPUT_REQUEST:  # not an output: asked of the caller
+            if self.on_output:
+                self.on_output("input", output)
             return
         self.outputs.append(output)
         if self.on_output:

@@ -40,6 +40,10 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
         p.JOB_INTERACTIVE: "1" if execution.interactive else "0",
         p.JOB_EXECUTION_COUNT: str(execution.execution_count),
     }
+    if execution.tool:
+        job[p.JOB_TOOL] = execution.tool
+    if execution.input:
+        job[p.JOB_INPUT] = "1"
     stateful = execution.state is not None
     if stateful:
         job[p.JOB_STATE_MAX] = str(limits.state_bytes)
@@ -54,6 +58,8 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
     entries = {**execution.files, lang.source_file: execution.code}
     entries[f"{p.JOB_DIR}/stdin"] = execution.stdin
     entries[f"{p.JOB_DIR}/job"] = "\n".join(lines) + "\n"
+    if execution.history:
+        entries[p.HISTORY] = json.dumps(execution.history)
     if lang.prestart:  # the same argv, for a reader that is not a shell
         entries[f"{p.JOB_DIR}/argv"] = "\0".join(argv)
         if stateful and lib:  # what pickles the variables, whatever the image has

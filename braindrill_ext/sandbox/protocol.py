@@ -17,6 +17,12 @@ Engine → container, on the attach stream's stdin:
   unpacked into ``/work`` before the payload, whose files win.
 - **go-ahead**: after a successful compile step the bootstrap waits for the one byte ``GO``: the
   engine first lowers the container's memory limit to the run limit.
+- **input reply** (a Python cell with ``JOB_INPUT``, after it asked with an ``input_request``
+  record): ``b"<size>\\n"`` then ``size`` bytes of UTF-8, the user's answer. While the cell waits
+  for it, its deadline is paused (the engine's, and the watchdog's: the program sends it
+  SIGUSR1, then SIGUSR2 when the answer came).
+- **interrupt** (not on stdin): SIGINT to the watchdog (``docker kill -s INT``, or a runner's
+  ``FRAME_INTERRUPT``), which hands it to the program: ``KeyboardInterrupt`` in Python.
 
 Container → engine, in the attach stream's stdout/stderr frames:
 
@@ -25,7 +31,8 @@ Container → engine, in the attach stream's stdout/stderr frames:
 - **output record** (stdout, in order with the program's own stdout): ``OUTPUT_MARK`` +
   ``<output token> <bytes>\\n`` then ``bytes`` of UTF-8 JSON: one Jupyter output
   (``display_data``, ``update_display_data``, ``execute_result``, ``error``, ``clear_output``;
-  the .ipynb shapes, binary MIME data base64-encoded). Files a program leaves in ``DISPLAY_DIR``
+  the .ipynb shapes, binary MIME data base64-encoded), or ``input_request`` (``prompt``,
+  ``password``: the program waits for an input reply). Files a program leaves in ``DISPLAY_DIR``
   become ``display_data`` records at its end. The output token is random per execution and
   differs from the exit token: the program may know it (its display publisher writes records),
   so a forged record is only the program's own output, validated like any other.
@@ -49,8 +56,8 @@ Engine → slot runner (sandbox kind "nested", ``container/runner.py``), on the 
 stdin: frames ``b"<kind> <sandbox number> <size>\\n"`` + ``size`` bytes (``runner_frame``):
 ``FRAME_TOKEN`` first (number 0: the runner token, which no sandbox ever sees), then per
 execution ``FRAME_DATA`` (what the bootstrap reads on its stdin: the payload, the go-ahead) and
-``FRAME_STOP`` (no body: kill that sandbox). The runner numbers its sandboxes from 1, one per
-execution; it drops the frames of another number.
+``FRAME_STOP`` (no body: kill that sandbox) or ``FRAME_INTERRUPT`` (no body: SIGINT to it). The
+runner numbers its sandboxes from 1, one per execution; it drops the frames of another number.
 
 Slot runner → engine, on both streams, with the runner token: ``RUNNER_MARK`` + ``<token> ready
 <template RSS KiB> <cgroup charge KiB>\\n`` once, when its first sandbox waits (or ``<token>
@@ -82,6 +89,11 @@ JOB_STATE_MAX = "BD_STATE_MAX"  # bytes of tar the state may take; unset: keep n
 JOB_SOURCE = "BD_SOURCE"  # the source file, which a state does not keep
 JOB_COMPILE_TIMEOUT = "BD_COMPILE_TIMEOUT"
 JOB_COMPILE_OUTPUT = "BD_COMPILE_OUTPUT"
+# A cell's answer instead of its run (Python): "complete" or "inspect" a request's code (JSON in
+# the source file) in the restored state; the answer is one REPLY_MIME display record.
+JOB_TOOL = "BD_TOOL"
+JOB_INPUT = "BD_INPUT"  # "1": input() and getpass() ask the front end (input_request records)
+HISTORY = f"{JOB_DIR}/history"  # a cell's earlier cells (JSON list; index = execution count)
 
 NO_PAYLOAD = 123  # the exit code of a sandbox whose stdin closed before a payload came
 
@@ -91,6 +103,7 @@ DISPLAY_DIR = f"{WORKDIR}/{JOB_DIR}/display"  # $BRAINDRILL_DISPLAY: files shown
 DISPLAY_ENV = "BRAINDRILL_DISPLAY"
 NAMESPACE = f"{JOB_DIR}/namespace"  # Python's variables in a state (cloudpickle), in /work
 PYTHON_LIB = f"{JOB_DIR}/lib"  # cloudpickle's source, carried in a stateful Python payload
+REPLY_MIME = "application/vnd.braindrill.reply+json"  # a tool's answer (JOB_TOOL)
 
 # -- stdout/stderr -------------------------------------------------------------------------------
 COMPILE_MARK = b"\x1ebraindrill-compile "
@@ -102,6 +115,7 @@ RUNNER_MARK = b"\x1ebraindrill-runner "  # a slot runner's report (container/run
 
 # -- engine → slot runner --------------------------------------------------------------------------
 FRAME_TOKEN, FRAME_DATA, FRAME_STOP = b"token", b"data", b"stop"
+FRAME_INTERRUPT = b"interrupt"  # SIGINT to the sandbox's watchdog, which hands it to the program
 MAX_HEADER = 64  # the longest header line of a report or record
 
 # -- labels ----------------------------------------------------------------------------------------

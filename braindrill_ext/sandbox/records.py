@@ -15,7 +15,8 @@ import re
 from ..errors import BadRecord, NotJSON
 
 DATA_OUTPUTS = ("display_data", "update_display_data", "execute_result")
-OUTPUT_TYPES = (*DATA_OUTPUTS, "error", "clear_output")
+INPUT_REQUEST = "input_request"  # not an output: the program asks the front end for a line
+OUTPUT_TYPES = (*DATA_OUTPUTS, "error", "clear_output", INPUT_REQUEST)
 MIME_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", re.I)
 BINARY_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")  # base64 text in .ipynb
 
@@ -38,6 +39,13 @@ def parse(raw: bytes) -> dict:
         return _error(record)
     if kind == "clear_output":
         return {"output_type": kind, "wait": _typed(record, "wait", bool, False)}
+    if kind == INPUT_REQUEST:
+        prompt = _typed(record, "prompt", str, "")
+        return {
+            "output_type": kind,
+            "prompt": prompt,
+            "password": _typed(record, "password", bool, False),
+        }
     return _data_output(kind, record)
 
 

@@ -41,7 +41,8 @@ from . import protocol as p
 from .attach import STDERR, STDOUT, raw
 from .isolation import ENVIRONMENT
 from .payload import GRACE_S, python_lib_json
-from .sandbox import STOP_WAIT_S, Sandbox
+from .removal import STOP_WAIT_S
+from .sandbox import Sandbox
 
 # Docker's masked paths outside /proc stay masked; those in /proc are masked by each sandbox.
 MASKED_PATHS = ["/sys/firmware", "/sys/devices/virtual/powercap"]
@@ -281,6 +282,13 @@ class Runner(Sandbox):
             return await asyncio.wait_for(asyncio.wrap_future(self._stop), STOP_WAIT_S)
         except (asyncio.TimeoutError, *TRANSPORT_ERRORS):
             return False
+
+    def _interrupt_sync(self) -> None:
+        """SIGINT to the running sandbox's watchdog, through the relay."""
+        sock = self._sock
+        if sock is not None:
+            with self._send_lock:
+                raw(sock).sendall(p.runner_frame(p.FRAME_INTERRUPT, self._number))
 
     def _kill_sync(self) -> bool:
         """Stop the running sandbox (the engine's deadline, an output flood): the relay kills it,

@@ -12,22 +12,22 @@ from __future__ import annotations
 import asyncio
 import time
 
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import APIError, DockerException
 
 from ..errors import TRANSPORT_ERRORS, HostUnavailable, reason_of
 from ..execution import Execution, Limits, Result
 from ..languages import Language
 from . import attach, programs
 from . import protocol as p
+from .deadline import Deadline
 from .isolation import ENVIRONMENT, SANDBOX_USER, host_config
 from .outcome import Outcome, make_result
 from .output import OutputCollector
 from .payload import GRACE_S, Tokens, build_payload, python_lib_json
+from .removal import Removal
 
-STOP_WAIT_S = 5  # after its exit report, a container is given this long to stop before removal
 
-
-class Sandbox:
+class Sandbox(Removal):
     """One container for one execution. Create with ``host.sandbox(...)``."""
 
     HOST_CONFIG: dict = {}  # HostConfig fields create_host_config has no argument for
@@ -65,6 +65,7 @@ class Sandbox:
         self._run_started: asyncio.Future | None = None  # the program (after a compile) started
         self._output_done: asyncio.Future | None = None  # its exit reports are in
         self._reader: asyncio.Future | None = None  # the reading of its output
+        self._deadline: Deadline | None = None  # the program's, once it started
         self.log = host.log
 
     # -- prime ---------------------------------------------------------------------------------
@@ -162,8 +163,15 @@ class Sandbox:
         emit = None
         if on_output is not None:
 
+            def asked(kind, value):  # on the loop: the deadline stops while a person answers
+                if kind == "input":
+                    if not execution.input or self._deadline is None:
+                        return  # not asked of anyone: the program waits on, within its deadline
+                    self._deadline.pause()
+                on_output(kind, value)
+
             def emit(kind, value):
-                loop.call_soon_threadsafe(on_output, kind, value)
+                loop.call_soon_threadsafe(asked, kind, value)
 
         tokens = Tokens()
         collector = OutputCollector.for_execution(execution, tokens, emit)
@@ -228,14 +236,43 @@ class Sandbox:
                 return True
             if not self._run_started.done():
                 return False
-        done, _ = await asyncio.wait(
-            {reader, self._output_done}, timeout=lim.timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        self._deadline = Deadline(lim.timeout_s)
+        done = await self._deadline.wait({reader, self._output_done})
         if reader in done:
             reader.result()  # raises what the reader raised
         elif done and self.reads_to_the_end:  # the reader stops at the exit reports: at once
             await asyncio.wait({reader}, timeout=GRACE_S)
         return bool(done)
+
+    @property
+    def running(self) -> bool:
+        """The program started (after its payload and any compile step) and has not ended."""
+        return self._deadline is not None and not (self._reader and self._reader.done())
+
+    async def reply(self, text: str) -> None:
+        """Answer the program's input request (``on_output("input", ...)``) with ``text``; its
+        deadline runs again."""
+        if self._deadline is not None:
+            self._deadline.resume()
+        data = text.encode("utf-8", "replace")
+        try:
+            await self.host.call(self._send, b"%d\n" % len(data) + data)
+        except (HostUnavailable, *TRANSPORT_ERRORS) as e:  # it ends anyway: its result says how
+            self.log.info("could not answer %s's input request: %s", self.container_id, e)
+
+    async def interrupt(self) -> None:
+        """SIGINT to the program (``KeyboardInterrupt`` in a Python cell); it goes on running if
+        it catches it: the caller kills it after a grace period."""
+        try:
+            await self.host.call(self._interrupt_sync)
+        except (HostUnavailable, *TRANSPORT_ERRORS) as e:
+            self.log.info("could not interrupt %s: %s", self.container_id, e)
+
+    def _interrupt_sync(self) -> None:
+        try:
+            self.host.client.api.kill(self.container_id, signal="SIGINT")
+        except DockerException:
+            pass  # already gone or stopped
 
     async def _outcome_known(self, reader: asyncio.Future) -> None:
         """Before the exit code is asked for (the program did not report a normal exit): what
@@ -316,68 +353,6 @@ class Sandbox:
         if exit_code == 137 or compile_failed:
             oom = api.inspect_container(self.container_id)["State"]["OOMKilled"]
         return exit_code, oom
-
-    # -- cleanup -------------------------------------------------------------------------------
-    async def _kill(self):
-        try:
-            await self.host.call_watched(self._kill_sync)
-        except (HostUnavailable, *TRANSPORT_ERRORS) as e:
-            self.log.warning("could not kill %s on %s: %s", self.container_id, self.host.name, e)
-
-    def _request_kill(self):
-        """Kill from another thread (the reader must go on draining the stream meanwhile)."""
-        self.host.executor.submit(self._kill_sync)
-
-    def _kill_sync(self):
-        try:
-            self.host.client.api.kill(self.container_id)
-        except DockerException:
-            pass  # already gone or stopped
-
-    async def destroy(self) -> bool:
-        """Remove the container, whatever state it is in. Safe to call more than once. Returns
-        False when it could not be removed (the host does not answer): the caller then leaves it
-        to the reaper, which removes it when the host is back.
-
-        Shielded from cancellation: a client that goes away still gets its container removed.
-        """
-        self._given_up = True
-        if self._sock is not None:
-            sock, self._sock = self._sock, None
-            attach.close(sock)
-        if not self.host.schedulable:  # don't wait on a dead engine
-            # A create still unanswered may yet make a container: the reaper's, if so.
-            return self.container_id is None and not self._creating
-        if self._preparing is not None and not self._preparing.done():
-            await asyncio.shield(asyncio.wait({self._preparing}))
-        if self._sock is not None:  # attached while we waited
-            sock, self._sock = self._sock, None
-            attach.close(sock)
-        if self.container_id is None:
-            return True
-        cid, self.container_id = self.container_id, None
-        try:
-            await asyncio.shield(self.host.call(self._remove_sync, cid))
-        except asyncio.CancelledError:
-            raise
-        except TRANSPORT_ERRORS as e:
-            self.log.warning("could not remove %s on %s: %s", cid[:12], self.host.name, e)
-            return False
-        return True
-
-    def _remove_sync(self, cid):
-        api = self.host.client.api
-        if self._stopping:
-            # Let it finish stopping (milliseconds; the result is already out): killing a container
-            # that is stopping anyway costs the engine more CPU than waiting for it.
-            try:
-                api.wait(cid, timeout=STOP_WAIT_S)
-            except TRANSPORT_ERRORS:
-                pass  # still running, or the host is slow: remove by force
-        try:
-            api.remove_container(cid, force=True)
-        except NotFound:
-            pass
 
 
 def _set(fut: asyncio.Future) -> None:

@@ -1,6 +1,7 @@
-# Braindrill's Python sandbox, part 3 of 3 (after python_output.py and python_state.py, joined
-# into one program): the prestart, the command of a Python sandbox container, run as
-# `timeout -s KILL <life> python3 -u -c "<the three parts>" <cloudpickle JSON or ""> <source file>
+# Braindrill's Python sandbox, part 4 of 4 (after python_output.py, python_state.py and
+# python_cell.py, joined into one program): the prestart, the command of a Python sandbox
+# container, run as
+# `timeout -s KILL <life> python3 -u -c "<the four parts>" <cloudpickle JSON or ""> <source file>
 # [preload module...]`
 # under the container's init. The interpreter starts with the container, before any code exists,
 # so that the code runs as soon as it arrives instead of after the interpreter's start-up.
@@ -146,8 +147,13 @@ def read_job():
 
 
 # -- in the child ----------------------------------------------------------------------------
-def run(source, argv, shell, cell, count):
-    """Become `python3 -u <source> <args>`, or run the source as a notebook cell."""
+def run(source, argv, shell, job):
+    """Become `python3 -u <source> <args>`, or run the source as a notebook cell (or answer a
+    tool's request about it)."""
+    cell = job.get("BD_INTERACTIVE") == "1"
+    count = int(job["BD_EXECUTION_COUNT"]) if job.get("BD_EXECUTION_COUNT", "").isdigit() else 1
+    # A cell's input() is answered on the sandbox's stdin; the program's own is the request's.
+    answers = os.dup(0) if cell and job.get("BD_INPUT") == "1" else None
     fd = os.open(".braindrill/stdin", os.O_RDONLY)
     os.dup2(fd, 0)
     os.close(fd)
@@ -159,7 +165,9 @@ def run(source, argv, shell, cell, count):
             shell = make_shell()
         if shell is not None:
             atexit.unregister(shell.atexit_operations)
-        sys.exit(run_cell(shell, path, count) if shell else run_plain_cell(path, count))
+        if job.get("BD_TOOL"):
+            sys.exit(answer_tool(shell, job["BD_TOOL"], path))
+        sys.exit(run_cell(shell, path, count, answers) if shell else run_plain_cell(path, count))
     if lazy:
         import warnings
 
@@ -250,71 +258,6 @@ def make_script_shell():
         as_script(shell)
 
 
-def run_cell(shell, path, count):
-    with open(path, "rb") as f:
-        code = f.read().decode("utf-8", "replace")
-    import warnings
-
-    shell.execution_count = count
-    # "To exit: use 'exit', 'quit', or Ctrl-D." after sys.exit() in a cell: here it exits.
-    warnings.filterwarnings("ignore", "To exit: use", UserWarning, "IPython")
-    restore_namespace(shell.user_ns)
-    result = shell.run_cell(code, store_history=True)
-    save_namespace(shell.user_ns, shell.user_ns_hidden)
-    if shell.system_exit is not None:
-        return shell.system_exit.code
-    if isinstance(result.error_in_exec, KeyboardInterrupt):
-        return 130
-    return 0 if result.success and not shell.failed_display else 1
-
-
-def run_plain_cell(path, count):
-    """A cell without IPython: the last expression's repr as execute_result, an exception as an
-    error record with the standard traceback. Returns the exit code."""
-    import ast
-    import traceback
-
-    main = type(sys)("__main__")
-    sys.modules["__main__"] = main
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8", "replace")
-    try:
-        tree = ast.parse(text, path)
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = tree.body.pop()
-            lines = text.encode().split(b"\n")[last.end_lineno - 1 :]
-            lines[0] = lines[0][last.end_col_offset :]  # offsets count UTF-8 bytes
-            shown = not b"\n".join(lines).lstrip().startswith(b";")
-            last = compile(ast.Expression(last.value), path, "eval") if shown else None
-        body = compile(tree, path, "exec")
-    except SyntaxError as e:
-        error, frames = e, None
-    else:
-        restore_namespace(main.__dict__)
-        try:
-            exec(body, main.__dict__)
-            value = None if last is None else eval(last, main.__dict__)
-            if value is not None:
-                builtins._ = value
-                result = {"output_type": "execute_result", "execution_count": count}
-                result.update(data={"text/plain": repr(value)}, metadata={})
-                write_record(result) or print(repr(value))
-            return 0
-        except SystemExit:
-            raise
-        except BaseException as e:
-            error, frames = e, e.__traceback__.tb_next
-        finally:
-            save_namespace(main.__dict__, {})
-    lines = traceback.format_exception(type(error), error, frames)
-    output = {"output_type": "error", "ename": type(error).__name__, "evalue": str(error)}
-    output["traceback"] = "".join(lines).rstrip("\n").split("\n")
-    if not write_record(output):
-        sys.stderr.write("".join(lines))
-    return 130 if isinstance(error, KeyboardInterrupt) else 1
-
-
 def exit_status(code):
     """What the interpreter makes of ``sys.exit(code)``: None is 0, a number itself, anything
     else is printed on stderr and 1."""
@@ -358,6 +301,10 @@ def watch(child, job, display, source, snapshot):
     exit with its status."""
     signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
     signal.setitimer(signal.ITIMER_REAL, float(job["BD_TIMEOUT"]))
+    if job.get("BD_INPUT") == "1":  # the program waits for its user: so does the deadline
+        paused = []
+        signal.signal(signal.SIGUSR1, lambda *_: pause_deadline(paused))
+        signal.signal(signal.SIGUSR2, lambda *_: resume_deadline(paused))
     while True:  # resumed after the handler runs (PEP 475); orphans too, as a sandbox's pid 1
         pid, status = os.waitpid(-1, 0)
         if pid == child:
@@ -377,6 +324,16 @@ def watch(child, job, display, source, snapshot):
         except OSError:
             pass  # the engine stopped reading: it learns the outcome from the engine instead
     os._exit(code)
+
+
+def pause_deadline(paused):
+    if not paused:
+        paused.append(signal.setitimer(signal.ITIMER_REAL, 0)[0])
+
+
+def resume_deadline(paused):
+    if paused:
+        signal.setitimer(signal.ITIMER_REAL, max(paused.pop(), 0.001))
 
 
 # -- the program -------------------------------------------------------------------------------
@@ -430,6 +387,8 @@ def serve(shell, source):
         os.close(given)
         execute(source, shell, go)
     os.close(go)
+    # An interrupt is the program's (KeyboardInterrupt), whenever it comes.
+    signal.signal(signal.SIGINT, lambda *_: os.kill(child, signal.SIGINT))
     snapshot = read_payload(source)
     job, argv = read_job()
     state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
@@ -465,12 +424,10 @@ def execute(source, shell, go):
     records["token"] = job.get("BD_OUTPUT_TOKEN", "")
     if job.get("BD_OUTPUT_MAX", "").isdigit():
         records["max"] = int(job["BD_OUTPUT_MAX"])
-    cell = job.get("BD_INTERACTIVE") == "1"
-    count = int(job["BD_EXECUTION_COUNT"]) if job.get("BD_EXECUTION_COUNT", "").isdigit() else 1
     state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
     os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
     try:
-        run(source, argv, shell, cell, count)
+        run(source, argv, shell, job)
         code = 0
     except SystemExit as e:
         code = exit_status(e.code)

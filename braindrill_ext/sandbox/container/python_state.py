@@ -1,4 +1,4 @@
-# Braindrill's Python sandbox, part 2 of 3: the state a kernel or REST session carries from one
+# Braindrill's Python sandbox, part 2 of 4: the state a kernel or REST session carries from one
 # execution to the next (braindrill_ext/protocol.py, STATE_MARK; braindrill_ext/state.py). See
 # python_output.py for how the parts make one program.
 #
@@ -16,7 +16,9 @@ NAMESPACE = ".braindrill/namespace"  # protocol.NAMESPACE: the variables, in a s
 PYTHON_LIB = ".braindrill/lib"  # protocol.PYTHON_LIB: cloudpickle, in a stateful payload
 STATE_MARK = b"\036braindrill-state "  # protocol.STATE_MARK
 STATE_SAME = b"same"  # protocol.STATE_SAME
-state = {"max": 0}  # BD_STATE_MAX: 0, no state kept or restored
+# BD_STATE_MAX (0: no state kept or restored); the IPython shell, whose objects are carried by
+# reference and bound to the next cell's shell.
+state = {"max": 0, "shell": None}
 
 
 # -- state (protocol.JOB_STATE_MAX) -----------------------------------------------------------
@@ -44,9 +46,14 @@ def restore_namespace(namespace):
 
     class Loader(pickle.Unpickler):
         def persistent_load(self, pid):
-            if pid != "namespace":
-                raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-            return namespace
+            if pid == "namespace":
+                return namespace
+            if isinstance(pid, tuple) and pid[:1] == ("shell",) and len(pid) == 2:
+                shell = state["shell"]
+                return shell if not pid[1] else getattr(shell, pid[1], None)
+            if isinstance(pid, tuple) and pid[:1] == ("closed",) and len(pid) == 4:
+                return closed_file(*pid[1:])
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
     try:
         with open(path, "rb") as f:
@@ -139,6 +146,14 @@ def namespace_pickler(cloudpickle, namespace):
     unpickled with the live namespace of the next cell as their globals (persistent id
     "namespace"), not with a copy of the globals they used."""
 
+    import io
+
+    shell = state["shell"]
+    refs = {}  # id → attribute name: the shell and its own objects, carried by reference
+    if shell is not None:
+        refs = {id(v): k for k, v in vars(shell).items() if type(v).__module__[:8] == "IPython."}
+        refs.update({id(shell): "", id(shell.kernel): "kernel"} if hasattr(shell, "kernel") else {})
+
     def make(file):
         pickler = Pickler(file, protocol=5)
         if hasattr(pickler, "globals_ref"):  # cloudpickle's map: globals → their stand-in
@@ -151,9 +166,30 @@ def namespace_pickler(cloudpickle, namespace):
         def persistent_id(self, obj):
             if obj is namespace or (obj is self.marker and obj is not None):
                 return "namespace"
+            name = refs.get(id(obj))
+            if name is not None and (getattr(shell, name) if name else shell) is obj:
+                return ("shell", name)
+            if isinstance(obj, io.IOBase) and obj.closed:
+                name = getattr(obj, "name", None)
+                if isinstance(name, str):
+                    mode, encoding = getattr(obj, "mode", "rb"), getattr(obj, "encoding", None)
+                    return ("closed", name, mode, encoding)
             return None
 
     return make
+
+
+def closed_file(name, mode, encoding):
+    """A closed file of an earlier cell, as it was: closed, with its name and mode."""
+    binary = "b" in mode
+    opened = "wb" if binary else "w"
+    f = open(os.devnull, opened) if binary else open(os.devnull, opened, encoding=encoding)
+    f.close()
+    if binary:
+        f.raw.name = name
+    else:
+        f.buffer.raw.name, f.mode = name, mode
+    return f
 
 
 def state_snapshot(source):

@@ -46,6 +46,7 @@ MARK = b"\036braindrill-runner "  # protocol.RUNNER_MARK
 FRAME_TOKEN = b"token"  # protocol.FRAME_TOKEN
 FRAME_DATA = b"data"  # protocol.FRAME_DATA
 FRAME_STOP = b"stop"  # protocol.FRAME_STOP
+FRAME_INTERRUPT = b"interrupt"  # protocol.FRAME_INTERRUPT
 HOLD_BYTES = 1 << 20  # data for the sandbox the relay holds before it stops reading its stdin
 END_WAIT_S = 2.0  # after its pid 1 ended, a sandbox's pipes reach end-of-file within this
 CLEAN_WAIT_S = 1.0  # a pid namespace's last processes and tmpfs pages go a moment after it
@@ -433,6 +434,8 @@ class Relay:
                         stopped = True
                         if pid is not None:
                             kill(pid)
+                    elif kind == FRAME_INTERRUPT and pid is not None and exit_status is None:
+                        kill(pid, signal.SIGINT)  # its watchdog hands it to the program
             if writing and writing[0] in writable:
                 try:
                     del pending[: os.write(to_sandbox, pending)]  # in place: no copy
@@ -476,9 +479,9 @@ def code_of(status):
     return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
 
 
-def kill(pid):
+def kill(pid, sig=signal.SIGKILL):
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 

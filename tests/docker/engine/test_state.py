@@ -268,7 +268,7 @@ def test_variables_over_the_state_cap_leave_only_the_largest_out(kernel):
 
 
 # -- which outcomes keep a cell's state ------------------------------------------------------------
-def test_kept_after_an_exception_not_after_a_timeout_output_limit_oom_or_interrupt(kernel):
+def test_kept_after_an_exception_not_after_a_timeout_output_limit_oom_or_a_kill(kernel):
     km, kc = kernel()
     reply = failed(kc, "x = 5\nopen('a.txt', 'w').write('a')\nraise ValueError('boom')")
     assert reply["ename"] == "ValueError" and reply["evalue"] == "boom"
@@ -285,7 +285,9 @@ def test_kept_after_an_exception_not_after_a_timeout_output_limit_oom_or_interru
     reply = failed(kc, "%%limits memory_mib=64\n" + changes + "b = bytearray(512 << 20)")
     assert reply["ename"] == "oom" and AS_BEFORE in reply["evalue"], reply
 
-    msg_id = kc.execute(changes + "import time\nprint('started', flush=True)\ntime.sleep(60)")
+    # A cell that ignores the interrupt (KeyboardInterrupt) is killed a second later.
+    stubborn = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    msg_id = kc.execute(changes + stubborn + "print('started', flush=True)\ntime.sleep(60)")
     wait_for_stream(kc, "started")
     km.interrupt_kernel()
     reply = kc.get_shell_msg(timeout=TIMEOUT)

@@ -11,7 +11,7 @@ import pytest
 from braindrill_ext.engine import ExecutionEngine
 from braindrill_ext.execution import Execution, Limits
 from braindrill_ext.sandbox.payload import GRACE_S
-from braindrill_ext.sandbox.sandbox import STOP_WAIT_S
+from braindrill_ext.sandbox.removal import STOP_WAIT_S
 from tests.helpers import KINDS, eventually, labelled_containers
 
 PROGRAMS = {

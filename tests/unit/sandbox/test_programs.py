@@ -15,7 +15,10 @@ import pytest
 from braindrill_ext.sandbox import programs
 from braindrill_ext.sandbox import protocol as p
 
-PROGRAMS = ("bootstrap.sh", "prestart.py", "python_output.py", "python_state.py", "runner.py")
+PROGRAMS = (
+    "bootstrap.sh", "prestart.py", "python_cell.py", "python_output.py", "python_state.py",
+    "runner.py",
+)  # fmt: skip
 # What each program writes of the protocol (and so must say it writes).
 WRITES = {
     "bootstrap.sh": {
@@ -27,7 +30,8 @@ WRITES = {
     "python_state.py": {
         "STATE_MARK", "STATE_SAME", "WORKDIR", "JOB_DIR", "NAMESPACE", "PYTHON_LIB",
     },
-    "runner.py": {"RUNNER_MARK", "FRAME_TOKEN", "FRAME_DATA", "FRAME_STOP"},
+    "python_cell.py": {"REPLY_MIME", "HISTORY"},
+    "runner.py": {"RUNNER_MARK", "FRAME_TOKEN", "FRAME_DATA", "FRAME_STOP", "FRAME_INTERRUPT"},
 }  # fmt: skip
 CITE = re.compile(r"#\s*protocol\.([A-Z_]+)\b")
 
@@ -86,7 +90,7 @@ def test_the_jobs_variables_are_protocols():
     jobs = {getattr(p, name) for name in dir(p) if name.startswith("JOB_") and name != "JOB_DIR"}
     environment = {"BD_PRESTART"}  # a container's environment, not the job
     read = set()
-    for name in ("bootstrap.sh", "prestart.py", "python_state.py"):
+    for name in ("bootstrap.sh", "prestart.py", "python_cell.py", "python_state.py"):
         read |= set(re.findall(r"\bBD_[A-Z_]+\b", programs.text(name))) - environment
     assert read <= jobs, f"read but not in protocol.py: {read - jobs}"
     assert jobs <= read, f"in protocol.py but read by no program: {jobs - read}"
