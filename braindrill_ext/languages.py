@@ -41,6 +41,11 @@ class Language:
     # Modules the prestarted interpreter imports before the code arrives (after the source file
     # in its argv), so that a cell importing them costs nothing.
     preload: tuple[str, ...] = ()
+    # A notebook cell's run argv, when it differs from ``run`` (kernelspec ``"cell": {"run": [...],
+    # "files": [...]}``), and the files of sandbox/container/ it needs, put in the job directory:
+    # JavaScript's hook that makes an uncaught exception one ``error`` output.
+    cell_run: tuple[str, ...] | None = None
+    cell_files: tuple[str, ...] = ()
 
     def variant(self, **changes) -> Language:
         """The same runtime with other fields (the version probe runs ``version_command``)."""
@@ -67,6 +72,7 @@ class Language:
             script = (parts,) if isinstance(parts, str) else tuple(parts)
             preload = tuple(prestart.get("preload", ()))
             prestart = tuple(prestart["argv"])
+        cell = meta.get("cell") or {}
         return cls(
             name=kernel_name.removeprefix(KERNEL_PREFIX),
             display_name=spec.display_name,
@@ -84,6 +90,8 @@ class Language:
             prestart=prestart or None,
             prestart_script=script if prestart else (),
             preload=preload,
+            cell_run=tuple(cell["run"]) if cell.get("run") else None,
+            cell_files=tuple(cell.get("files", ())),
         )
 
 

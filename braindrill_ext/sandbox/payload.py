@@ -14,6 +14,7 @@ import time
 from importlib import resources
 
 from ..execution import Execution, Limits
+from . import programs
 from . import protocol as p
 
 GRACE_S = 2.0  # the in-container backstop fires this long after the engine's deadline
@@ -52,7 +53,8 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
         job[p.JOB_COMPILE] = shlex.quote(shlex.join(lang.compile))
         job[p.JOB_COMPILE_TIMEOUT] = f"{limits.compile_timeout_s:g}"
         job[p.JOB_COMPILE_OUTPUT] = str(limits.compile_output_bytes)
-    argv = [*lang.run, *execution.args]
+    cell = execution.interactive and lang.cell_run is not None
+    argv = [*(lang.cell_run if cell else lang.run), *execution.args]
     lines = [f"{name}={value}" for name, value in job.items()]
     lines.append("set -- " + shlex.join(argv))
     entries = {**execution.files, lang.source_file: execution.code}
@@ -60,6 +62,10 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
     entries[f"{p.JOB_DIR}/job"] = "\n".join(lines) + "\n"
     if execution.history:
         entries[p.HISTORY] = json.dumps(execution.history)
+    for name in lang.cell_files if cell else ():
+        entries[f"{p.JOB_DIR}/{name}"] = programs.text(name).replace(
+            "{{output_token}}", tokens.output
+        )
     if lang.prestart:  # the same argv, for a reader that is not a shell
         entries[f"{p.JOB_DIR}/argv"] = "\0".join(argv)
         if stateful and lib:  # what pickles the variables, whatever the image has

@@ -198,3 +198,16 @@ def test_closed_files_and_the_shell_are_kept_silently(start, language):
     assert reply["status"] == "ok" and stream_text(messages, "stderr") == "", messages
     code = "f.name, f.mode, f.closed, ip is get_ipython(), open('notes.txt').read()"
     assert result_text(ok(kc, code)) == "('notes.txt', 'w', True, True, 'n')"
+
+
+@pytest.mark.parametrize("language", ["javascript", "typescript"])
+def test_an_uncaught_exception_is_one_error_in_javascript_and_typescript(start, language):
+    _, kc = start(language)
+    reply, messages = execute_cell(kc, "console.log('before');\nthrow new RangeError('drill');")
+    assert reply["ename"] == "RangeError" and reply["evalue"] == "drill", reply
+    assert reply["traceback"][0] == "RangeError: drill" and "main.js" in reply["traceback"][1]
+    errors = [m["content"] for m in messages if m["msg_type"] == "error"]
+    assert len(errors) == 1 and stream_text(messages) == "before\n"
+    assert stream_text(messages, "stderr") == "", messages
+    reply, messages = execute_cell(kc, "Promise.reject(new Error('later'));")
+    assert (reply["ename"], reply["evalue"]) == ("Error", "later"), reply

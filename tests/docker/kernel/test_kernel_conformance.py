@@ -1,16 +1,13 @@
 """The Jupyter kernel conformance suite (``jupyter_kernel_test``) against real Braindrill kernels,
 with the samples a user would write: a raised exception, an expression's result, ``display()``,
-``clear_output``, and complete, incomplete and invalid cells.
+``clear_output``, complete, incomplete and invalid cells, Tab completion, Shift+Tab help and the
+history (tail, range, search).
 
-Skipped by leaving their samples empty, and why (each cell runs in a fresh container, so nothing
-lives between requests):
+Skipped by leaving their samples empty, and why:
 - ``test_pager``: no pager payloads (``?`` help runs in the container and prints).
-- ``test_history``: no history is kept (history_reply is empty, as
-  ``tests/docker/kernel/test_kernels.py`` checks).
-- ``test_inspect``: needs ``found: true``; there is no live object to inspect (the reply is valid
-  and says ``found: false``).
 - JavaScript: no rich display (its programs show files through ``$BRAINDRILL_DISPLAY``, tested in
-  ``tests/docker/kernel/test_cells.py``), and ``is_complete`` answers ``unknown``.
+  ``tests/docker/kernel/test_cells.py``), ``is_complete`` answers ``unknown``, and help
+  (``inspect``) is Python's only.
 """
 
 from __future__ import annotations
@@ -31,8 +28,7 @@ class BraindrillKernelTests(jupyter_kernel_test.KernelTests):
         super().tearDownClass()
         assert containers_left() == []
 
-    # A completion request gets a valid reply with no matches.
-    completion_samples = [{"text": "pri", "matches": []}]
+    supported_history_operations = ("tail", "range", "search")
 
 
 class TestPythonKernel(BraindrillKernelTests):
@@ -56,6 +52,9 @@ class TestPythonKernel(BraindrillKernelTests):
          "mime": "text/markdown"},
     ]  # fmt: skip
     code_clear_output = "from IPython.display import clear_output\nclear_output()"
+    completion_samples = [{"text": "zi", "matches": {"zip"}}]
+    code_inspect_sample = "print"
+    code_history_pattern = "6 *"
     complete_code_samples = ["print('hi')", "x = 1\nprint(x)", "def f():\n    return 1\n"]
     incomplete_code_samples = ["print('''hello", "def f():", "for i in range(3):"]
     invalid_code_samples = ["x = ]", "1 +* 2"]
@@ -83,6 +82,7 @@ class TestJavaScriptKernel(BraindrillKernelTests):
     file_extension = ".js"
     code_hello_world = "console.log('hello, world')"
     code_stderr = "console.error('oops')"
-    code_generate_error = "process.exit(3)"
+    code_generate_error = "throw new Error('something went wrong')"
+    completion_samples = [{"text": "cons", "matches": {"console", "const"}}]
     # No is_complete samples: the kernel answers "unknown" for every language but Python
     # (tests/docker/kernel/test_cells.py checks that).

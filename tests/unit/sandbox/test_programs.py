@@ -16,8 +16,8 @@ from braindrill_ext.sandbox import programs
 from braindrill_ext.sandbox import protocol as p
 
 PROGRAMS = (
-    "bootstrap.sh", "prestart.py", "python_cell.py", "python_output.py", "python_state.py",
-    "runner.py",
+    "bootstrap.sh", "node_cell.js", "prestart.py", "python_cell.py", "python_output.py",
+    "python_state.py", "runner.py",
 )  # fmt: skip
 # What each program writes of the protocol (and so must say it writes).
 WRITES = {
@@ -25,6 +25,7 @@ WRITES = {
         "COMPILE_MARK", "OUTPUT_MARK", "STATE_MARK", "EXIT_MARK", "NO_PAYLOAD", "DISPLAY_DIR",
         "GO",
     },
+    "node_cell.js": {"OUTPUT_MARK"},
     "prestart.py": {"EXIT_MARK", "NO_PAYLOAD"},
     "python_output.py": {"OUTPUT_MARK", "DISPLAY_DIR"},
     "python_state.py": {
@@ -49,8 +50,9 @@ def annotated(name: str) -> list[tuple[str, str]]:
                 found.append((match.group(1), code))
         return found
     found = []
+    marker = "; // " if name.endswith(".js") else "  # "
     for line in text.replace("\\\n", " ").splitlines():  # continued lines, joined
-        code, _, comment = line.partition("  # ")
+        code, _, comment = line.partition(marker)
         match = CITE.match("# " + comment) if comment else None
         if match and code.strip():
             found.append((match.group(1), code))
