@@ -218,6 +218,9 @@ class OutputCollector:
         if output["output_type"] == "error":
             self.error = output
             return
+        if output["output_type"] == records.STREAM:  # text in its place among the other stream's
+            self._keep(STDERR if output["name"] == "stderr" else STDOUT, output["text"].encode())
+            return
         if output["output_type"] == records.INPUT_REQUEST:  # not an output: asked of the caller
             if self.on_output:
                 self.on_output("input", output)

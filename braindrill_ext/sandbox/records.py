@@ -16,7 +16,8 @@ from ..errors import BadRecord, NotJSON
 
 DATA_OUTPUTS = ("display_data", "update_display_data", "execute_result")
 INPUT_REQUEST = "input_request"  # not an output: the program asks the front end for a line
-OUTPUT_TYPES = (*DATA_OUTPUTS, "error", "clear_output", INPUT_REQUEST)
+STREAM = "stream"  # not an output: a cell's stderr text, on stdout to keep its place among stdout's
+OUTPUT_TYPES = (*DATA_OUTPUTS, "error", "clear_output", INPUT_REQUEST, STREAM)
 MIME_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", re.I)
 BINARY_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")  # base64 text in .ipynb
 
@@ -39,6 +40,11 @@ def parse(raw: bytes) -> dict:
         return _error(record)
     if kind == "clear_output":
         return {"output_type": kind, "wait": _typed(record, "wait", bool, False)}
+    if kind == STREAM:
+        name = record.get("name")
+        if name not in ("stdout", "stderr"):
+            raise BadRecord("a stream record's name is stdout or stderr")
+        return {"output_type": kind, "name": name, "text": _typed(record, "text", str, "")}
     if kind == INPUT_REQUEST:
         prompt = _typed(record, "prompt", str, "")
         return {

@@ -19,6 +19,7 @@ import sys
 HISTORY = ".braindrill/history"  # protocol.HISTORY: the earlier cells, JSON, by count
 REPLY_MIME = "application/vnd.braindrill.reply+json"  # protocol.REPLY_MIME
 NO_STDIN = "raw_input was called, but this frontend does not support input requests."
+STREAM_CHUNK = 1 << 16  # characters of stderr per record
 JEDI_S = 1.5  # jedi's share of a completion's deadline (the engine's is 2 s)
 
 
@@ -35,6 +36,8 @@ def run_cell(shell, path, count, answers):
     shell.parent_header = {}
     state["shell"] = shell
     ask_front_end(answers)
+    if records["token"]:
+        sys.stderr = StderrRecords()
     restore_namespace(shell.user_ns)
     result = shell.run_cell(code, store_history=True)
     save_namespace(shell.user_ns, shell.user_ns_hidden)
@@ -61,6 +64,37 @@ def load_history(shell, count):
         stored[:] = cells  # in place: In and _ih are the same list
     for number, cell in enumerate(cells[1:], 1):
         shell.user_ns.setdefault(f"_i{number}", cell)
+
+
+class StderrRecords:
+    """A cell's sys.stderr: its text as stream records on stdout, so that it keeps its place
+    among what the cell prints (two pipes do not keep their order); fd 2 stays the program's."""
+
+    encoding, errors, name = "utf-8", "strict", "<stderr>"
+
+    def write(self, text):
+        text = str(text)
+        for at in range(0, len(text), 1 << 16):
+            write_record(
+                {"output_type": "stream", "name": "stderr", "text": text[at : at + 1 << 16]}
+            )
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        return 2
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
 
 
 class KernelShim:

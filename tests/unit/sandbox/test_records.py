@@ -124,6 +124,16 @@ def test_json_mime_types_keep_their_json():
     assert parse(record(output_type="display_data", data=data))["data"] == data
 
 
+def test_a_stream_record_is_text_of_a_named_stream():
+    assert parse(record(output_type="stream", name="stderr", text="x")) == {
+        "output_type": "stream",
+        "name": "stderr",
+        "text": "x",
+    }
+    with pytest.raises(BadRecord, match="name is stdout or stderr"):
+        parse(record(output_type="stream", name="stdin", text="x"))
+
+
 # -- what does not ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("raw", [b"", b"not json", b'{"output_type": ', b"\xff\xfe", b"{'a': 1}"])
 def test_not_json_is_refused(raw):
@@ -134,7 +144,6 @@ def test_not_json_is_refused(raw):
 @pytest.mark.parametrize(
     "raw",
     [
-        record(output_type="stream", name="stdout", text="x"),
         record(output_type="display"),
         record(data={"text/plain": "x"}),
         b'["display_data"]',
