@@ -433,6 +433,7 @@ def serve(shell, source):
     snapshot = read_payload(source)
     job, argv = read_job()
     state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
+    state["only"] = read_only()
     display = os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
     os.makedirs(display, exist_ok=True)
     records["token"] = job.get("BD_OUTPUT_TOKEN", "")  # its own display files, at the end
@@ -468,6 +469,8 @@ def execute(source, shell, go):
     cell = job.get("BD_INTERACTIVE") == "1"
     count = int(job["BD_EXECUTION_COUNT"]) if job.get("BD_EXECUTION_COUNT", "").isdigit() else 1
     state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
+    if read_only() is not None:  # files asked back, not a state: no variables pickled
+        state["max"] = 0
     os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
     try:
         run(source, argv, shell, cell, count)
