@@ -5,9 +5,12 @@ users see.
     BraindrillError
     ├── UnknownLanguage          404: no such language (the message lists the known ones)
     ├── UnknownSession           404: no such session for this user
+    ├── UnknownFile              404: no such file in a session's state
     ├── InvalidRequest           400: malformed, or limits outside what the operator allows
-    │   └── WrongLanguage        400: a session used with another language than its own
+    │   ├── WrongLanguage        400: a session used with another language than its own
+    │   └── BadFilePath          400: a path leaving the work directory, or in .braindrill/
     ├── PayloadTooLarge          413: code, stdin and files over the operator's size limit
+    │   └── StateTooLarge        413: a file would take a session's state past its cap
     ├── TooManyRequests          429: the user is past a per-user limit (Retry-After)
     │   └── TooManySessions      429: the user has as many sessions as allowed
     ├── NoCapacity               503: the queue is full, or the wait for a slot ran out
@@ -15,7 +18,9 @@ users see.
     │   └── CannotRunHere        the host answers but cannot run this: another host may
     │       ├── ImageMissing     it lacks the language's image
     │       └── CannotNest       its slot runner cannot make nested sandboxes
-    └── StateBudgetFull          a state not kept: the server's memory for states is full
+    ├── StateBudgetFull          a state not kept: the server's memory for states is full (413
+    │                            when a file upload is what does not fit)
+    └── BadState                 a kept state whose tar cannot be read (a sandbox cut it)
 
     BadRecord (ValueError)       an output record from a sandbox that is not a valid output:
     └── NotJSON                  the record is dropped and the user told; nothing goes further
@@ -55,6 +60,14 @@ class UnknownSession(BraindrillError):
         )
 
 
+class UnknownFile(BraindrillError):
+    """No such file in a session's state (its work directory between executions)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(f"no file {path!r} in the session's work directory")
+
+
 class InvalidRequest(BraindrillError):
     """The request is malformed or asks for limits outside what the operator allows."""
 
@@ -63,8 +76,17 @@ class WrongLanguage(InvalidRequest):
     """A session used with another language than its own."""
 
 
+class BadFilePath(InvalidRequest):
+    """A file path that is not a plain relative path inside the work directory, or that names
+    ``.braindrill/`` (the sandbox's own files)."""
+
+
 class PayloadTooLarge(BraindrillError):
     """Code, stdin or files exceed the operator's size limit."""
+
+
+class StateTooLarge(PayloadTooLarge):
+    """Writing a file would take a session's state past its cap (``state_mib``)."""
 
 
 class TooManyRequests(BraindrillError):
@@ -115,6 +137,10 @@ class CannotNest(CannotRunHere):
 
 class StateBudgetFull(BraindrillError):
     """Keeping a state would take the server past ``StateStore.budget_mib``."""
+
+
+class BadState(BraindrillError):
+    """A kept state whose tar cannot be read (a sandbox cut it short while a file changed)."""
 
 
 class BadRecord(ValueError):

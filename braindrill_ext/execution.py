@@ -37,6 +37,7 @@ class Limits:
     display_bytes: int = 16 << 20  # all rich outputs (displays, plots) of one execution
     output_record_bytes: int = 8 << 20  # one rich output
     state_mib: int = 64  # the state a kernel or session carries to its next execution
+    return_files_bytes: int = 16 << 20  # the files a request's return_files bring back, in all
 
     @property
     def state_bytes(self) -> int:
@@ -51,7 +52,7 @@ class Execution:
     limits: Limits = field(default_factory=Limits)
     stdin: str = ""
     args: list[str] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str | bytes] = field(default_factory=dict)  # path → text or bytes
     # Cell semantics (the last expression's value is shown, an exception is an ``error``
     # output), as in a notebook; False: the code runs as a script (REST's default).
     interactive: bool = False
@@ -69,6 +70,9 @@ class Execution:
     # kept (b"": an empty state, and what this execution leaves is kept).
     state: bytes | None = None
     user: str = ""  # who asked: the Jupyter user of a REST request, the kernel of a cell
+    # Glob patterns (relative to the work directory) of files whose contents come back in the
+    # Result's ``files``, up to ``limits.return_files_bytes``.
+    return_files: list[str] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
@@ -108,6 +112,9 @@ class Result:
     state: bytes | None = field(default=None, repr=False)
     state_message: str | None = None
     state_unchanged: bool = field(default=False, repr=False)  # left as it came: keep the one kept
+    # The files ``return_files`` asked for ({path, size, base64}), and what did not come back.
+    files: list[dict] = field(default_factory=list)
+    files_message: str | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)

@@ -37,7 +37,7 @@ from ..hosts.versions import ImageVersions
 from ..hosts.workerhost import WorkerHost
 from ..languages import Language, LanguageRegistry
 from ..sandbox import protocol
-from . import describe, validation
+from . import describe, statefiles, validation
 from .audit import audit_line
 from .fairness import UserLimits
 from .limits import LimitsPolicy
@@ -265,6 +265,9 @@ class ExecutionEngine(LoggingConfigurable):
         self.log.info(*audit_line(self.audit_format, execution, result, container=container))
         if state is not None and not execution.tool:
             keep_state(self.states, state, result)
+        if execution.return_files:
+            kept = b"" if state is None else self.states.get(state)
+            await asyncio.to_thread(statefiles.return_files, execution, result, kept)
         result.state = None  # kept in the store, or dropped: never handed on
         return result
 
@@ -284,6 +287,27 @@ class ExecutionEngine(LoggingConfigurable):
 
     def state_bytes(self, key: str) -> int:
         return self.states.size(key)
+
+    async def state_files(self, key: str) -> list[dict]:
+        """The work directory's files in a state: ``{path, size, mtime}`` (``statefiles.py``)."""
+        return await asyncio.to_thread(statefiles.list_files, self.states.get(key))
+
+    async def read_state_file(self, key: str, path: str) -> bytes:
+        """One file of a state. Raises ``BadFilePath``, ``UnknownFile``, ``BadState``."""
+        return await asyncio.to_thread(statefiles.read_file, self.states.get(key), path)
+
+    async def write_state_file(self, key: str, path: str, data: bytes, language: Language):
+        """Write a file into a state within ``language``'s state cap. Raises ``BadFilePath``,
+        ``StateTooLarge``, ``StateBudgetFull``, ``BadState``. The caller serializes the state's
+        users (a session's lock), as for ``delete_state_file``."""
+        cap, blob = self.limits.defaults(language).state_bytes, self.states.get(key)
+        args = (blob, path, data, cap, (language.source_file,))
+        self.states.put(key, await asyncio.to_thread(statefiles.write_file, *args))
+
+    async def delete_state_file(self, key: str, path: str) -> None:
+        """Remove a file from a state. Raises ``BadFilePath``, ``UnknownFile``, ``BadState``."""
+        blob = await asyncio.to_thread(statefiles.delete_file, self.states.get(key), path)
+        self.states.put(key, blob)
 
     async def version(self, language: Language, wait_s: float = 0) -> str | None:
         """The runtime's version as its image reports it: learned once per image (when it was

@@ -22,6 +22,7 @@ REQUESTABLE = (
     "compile_memory_mib",
     "display_bytes",
     "state_mib",
+    "return_files_bytes",
 )
 
 
@@ -57,6 +58,11 @@ class LimitsPolicy(LoggingConfigurable):
         help="Default cap on the state a kernel or REST session carries from one execution to "
         "the next (its work directory's files and Python variables), in MiB.",
     )
+    return_files_bytes = Integer(
+        16 << 20,
+        config=True,
+        help="Default cap on the files a request's return_files bring back, in bytes in all.",
+    )
     code_bytes = Integer(
         512 << 10,
         config=True,
@@ -71,6 +77,9 @@ class LimitsPolicy(LoggingConfigurable):
     max_compile_output_bytes = Integer(1 << 20, config=True, help="Largest compiler-output cap.")
     max_display_bytes = Integer(64 << 20, config=True, help="Largest rich-output cap, bytes.")
     max_state_mib = Integer(256, config=True, help="Largest state cap a request may ask, MiB.")
+    max_return_files_bytes = Integer(
+        64 << 20, config=True, help="Largest return_files cap a request may ask, in bytes."
+    )
     max_compile_memory_mib = Integer(
         2048, config=True, help="Largest compile-step memory limit a request may ask, MiB."
     )

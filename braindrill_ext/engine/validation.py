@@ -10,6 +10,8 @@ and what is allowed; only the handlers turn them into HTTP answers.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 
@@ -17,8 +19,11 @@ from ..errors import InvalidRequest, PayloadTooLarge
 from ..execution import Execution, Limits
 from ..sandbox.protocol import JOB_DIR
 from .limits import LIMIT_FIELDS, REQUESTABLE, LimitsPolicy
+from .statefiles import check_patterns
 
-JSON_FIELDS = ("code", "stdin", "args", "files", "limits", "interactive", "session")
+JSON_FIELDS = (
+    "code", "stdin", "args", "files", "limits", "interactive", "session", "return_files",
+)  # fmt: skip
 SESSION_FIELDS = ("language",)  # POST /braindrill/sessions
 SESSION_BODY_BYTES = 4096
 LIMITS_MAGIC = "%%limits"
@@ -118,6 +123,7 @@ def make_execution(
     interactive=False,
     execution_count=0,
     user="",
+    return_files=None,
     **cell,
 ) -> Execution:
     """Check one request and make its Execution. Raises UnknownLanguage, InvalidRequest or
@@ -131,9 +137,7 @@ def make_execution(
     args = [] if args is None else args
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise InvalidRequest("'args' must be a list of strings")
-    files = {} if files is None else files
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise InvalidRequest("'files' must be an object of file name → text content")
+    files = _file_contents({} if files is None else files)
     for name in files:
         if not _safe_file_name(name) or name == lang.source_file:
             raise InvalidRequest(
@@ -142,6 +146,7 @@ def make_execution(
             )
     if not isinstance(interactive, bool):
         raise InvalidRequest("'interactive' must be true or false")
+    return_files = check_patterns([] if return_files is None else return_files)
     _check_size(policy, code, stdin, files)
     return Execution(
         lang,
@@ -153,8 +158,30 @@ def make_execution(
         interactive=interactive,
         execution_count=execution_count,
         user=user,
+        return_files=return_files,
         **cell,
     )
+
+
+def _file_contents(files) -> dict[str, str | bytes]:
+    """A request's ``files``: name → text, or name → ``{"base64": "..."}`` for any bytes."""
+    if not isinstance(files, dict):
+        raise InvalidRequest("'files' must be an object of file name → content")
+    contents = {}
+    for name, value in files.items():
+        if isinstance(value, str):
+            contents[name] = value
+            continue
+        if not (isinstance(value, dict) and set(value) == {"base64"}):
+            raise InvalidRequest(
+                "'files' must be an object of file name → text content or "
+                f'{{"base64": "<bytes in base64>"}}; {name!r} is neither'
+            )
+        try:
+            contents[name] = base64.b64decode(value["base64"], validate=True)
+        except (TypeError, ValueError, binascii.Error) as e:
+            raise InvalidRequest(f"file {name!r}: 'base64' is not valid base64: {e}") from e
+    return contents
 
 
 def resolve_limits(policy: LimitsPolicy, language, requested) -> Limits:
@@ -190,11 +217,15 @@ def resolve_limits(policy: LimitsPolicy, language, requested) -> Limits:
 
 def _check_size(policy: LimitsPolicy, code: str, stdin: str, files: dict) -> None:
     size = len(code.encode()) + len(stdin.encode())
-    size += sum(len(k.encode()) + len(v.encode()) for k, v in files.items())
+    size += sum(len(k.encode()) + len(_bytes(v)) for k, v in files.items())
     if size > policy.code_bytes:
         raise PayloadTooLarge(
             f"code, stdin and files are {size} bytes; the limit is {policy.code_bytes} bytes"
         )
+
+
+def _bytes(content: str | bytes) -> bytes:
+    return content.encode() if isinstance(content, str) else content
 
 
 def _safe_file_name(name: str) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import records
 from .attach import STDERR, STDOUT
+from .payload import state_cap
 from .protocol import COMPILE_MARK, MAX_HEADER, STATE_SAME, exit_mark, output_mark, state_mark
 
 NAMES = {STDOUT: "stdout", STDERR: "stderr"}
@@ -107,7 +108,7 @@ class OutputCollector:
             output_token=tokens.output,
             display_bytes=lim.display_bytes,
             output_record_bytes=lim.output_record_bytes,
-            state_bytes=lim.state_bytes if execution.state is not None else None,
+            state_bytes=state_cap(execution, lim),
         )
 
     def feed(self, stream: int, chunk: bytes) -> bool:

@@ -46,8 +46,9 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
     if execution.input:
         job[p.JOB_INPUT] = "1"
     stateful = execution.state is not None
-    if stateful:
-        job[p.JOB_STATE_MAX] = str(limits.state_bytes)
+    cap = state_cap(execution, limits)
+    if cap is not None:
+        job[p.JOB_STATE_MAX] = str(cap)
         job[p.JOB_SOURCE] = shlex.quote(lang.source_file)
     if lang.compile:
         job[p.JOB_COMPILE] = shlex.quote(shlex.join(lang.compile))
@@ -66,14 +67,16 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
         entries[f"{p.JOB_DIR}/{name}"] = programs.text(name).replace(
             "{{output_token}}", tokens.output
         )
+    if not stateful and execution.return_files:  # a state of the files asked for, no more
+        entries[p.STATE_ONLY] = "".join(f"{pattern}\n" for pattern in execution.return_files)
     if lang.prestart:  # the same argv, for a reader that is not a shell
         entries[f"{p.JOB_DIR}/argv"] = "\0".join(argv)
         if stateful and lib:  # what pickles the variables, whatever the image has
             entries.update(python_lib())
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, text in entries.items():
-            data = text.encode()
+        for name, content in entries.items():
+            data = content.encode() if isinstance(content, str) else content
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
             tar.addfile(info, io.BytesIO(data))
@@ -81,6 +84,18 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
     if not stateful:
         return f"{len(body)}\n".encode() + body
     return f"{len(body)} {len(execution.state)}\n".encode() + execution.state + body
+
+
+def state_cap(execution: Execution, limits: Limits) -> int | None:
+    """The most bytes of state tar the sandbox sends back (``protocol.JOB_STATE_MAX``): a
+    stateful execution's ``state_mib``; for a stateless one with ``return_files``, room for
+    whatever its work directory can hold (the engine applies ``return_files_bytes`` and names
+    what is over it); None: no state comes back."""
+    if execution.state is not None:
+        return limits.state_bytes
+    if execution.return_files:
+        return (limits.workdir_mib << 21) + (1 << 20)  # the files, their headers
+    return None
 
 
 @functools.cache

@@ -44,7 +44,10 @@ Container → engine, in the attach stream's stdout/stderr frames:
   1024 bytes of end; the rest is named on stderr). The size is announced before the tar is
   written and the tar is cut or zero-padded to it, so a file changing meanwhile cannot break the
   framing. Written by the watchdog: the program does not know the exit token. The engine keeps
-  it unopened for the next execution of the same kernel or session (``state.py``). When the
+  it unopened for the next execution of the same kernel or session (``state.py``). A stateless
+  payload with a ``STATE_ONLY`` file (one glob pattern a line, ``*`` matching ``/`` too: a
+  request's ``return_files``) asks for a state of the matching files only, without ``NAMESPACE``:
+  the engine takes the files the request asked for from it, and keeps nothing. When the
   execution left the state exactly as it got it (the same files, sizes and times; the same
   pickled variables), the record is ``STATE_MARK`` + ``<exit token> `` + ``STATE_SAME`` + ``\\n``
   and nothing follows: the engine keeps the state it has.
@@ -104,6 +107,7 @@ DISPLAY_ENV = "BRAINDRILL_DISPLAY"
 NAMESPACE = f"{JOB_DIR}/namespace"  # Python's variables in a state (cloudpickle), in /work
 PYTHON_LIB = f"{JOB_DIR}/lib"  # cloudpickle's source, carried in a stateful Python payload
 REPLY_MIME = "application/vnd.braindrill.reply+json"  # a tool's answer (JOB_TOOL)
+STATE_ONLY = f"{JOB_DIR}/only"  # patterns: a state of the matching files only (return_files)
 
 # -- stdout/stderr -------------------------------------------------------------------------------
 COMPILE_MARK = b"\x1ebraindrill-compile "

@@ -66,6 +66,16 @@ show() {
     printf '\036braindrill-output %s %s\n%s%s%s' \
         "$BD_OUTPUT_TOKEN" "$n" "$before" "$data" "$after"  # protocol.OUTPUT_MARK
 }
+# only_matching: the "<size> <path>" lines whose path matches a pattern of .braindrill/only (a
+# stateless payload's: the files a request asked back, not a state to keep), else all of them
+only_matching() {
+    if [ ! -f ./.braindrill/only ]; then cat; return; fi  # protocol.STATE_ONLY
+    while IFS= read -r line; do
+        while IFS= read -r pattern; do
+            case ${line#* } in $pattern) printf '%s\n' "$line"; break ;; esac
+        done <./.braindrill/only
+    done
+}
 # save_state: the state record (above) on stdout; notes on fd 3
 newline='
 '
@@ -79,7 +89,7 @@ save_state() {
         BEGIN { while ((getline line < skip) > 0) skipped[line] = 1 }
         { size = $1; sub(/^ *[0-9]+ /, "") }
         substr($0, 1, 2) == "./" && !($0 in skipped) { print size, substr($0, 3) }' |
-        sort -n | awk -v max="$BD_STATE_MAX" -v keep=./.braindrill/keep -v gnu="$gnu" '
+        only_matching | sort -n | awk -v max="$BD_STATE_MAX" -v keep=./.braindrill/keep -v gnu="$gnu" '
         function fits(path, n, i) {  # USTAR: a name of 100 bytes, after a prefix of 155 (GNU)
             n = length(path)
             if (n <= 100) return 1

@@ -392,6 +392,7 @@ def serve(shell, source):
     snapshot = read_payload(source)
     job, argv = read_job()
     state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
+    state["only"] = read_only()
     display = os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
     os.makedirs(display, exist_ok=True)
     records["token"] = job.get("BD_OUTPUT_TOKEN", "")  # its own display files, at the end
@@ -425,6 +426,8 @@ def execute(source, shell, go):
     if job.get("BD_OUTPUT_MAX", "").isdigit():
         records["max"] = int(job["BD_OUTPUT_MAX"])
     state["max"] = int(job["BD_STATE_MAX"]) if job.get("BD_STATE_MAX", "").isdigit() else 0
+    if read_only() is not None:  # files asked back, not a state: no variables pickled
+        state["max"] = 0
     os.environ.setdefault("BRAINDRILL_DISPLAY", DISPLAY_DIR)
     try:
         run(source, argv, shell, job)

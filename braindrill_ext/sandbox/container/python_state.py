@@ -16,9 +16,20 @@ NAMESPACE = ".braindrill/namespace"  # protocol.NAMESPACE: the variables, in a s
 PYTHON_LIB = ".braindrill/lib"  # protocol.PYTHON_LIB: cloudpickle, in a stateful payload
 STATE_MARK = b"\036braindrill-state "  # protocol.STATE_MARK
 STATE_SAME = b"same"  # protocol.STATE_SAME
-# BD_STATE_MAX (0: no state kept or restored); the IPython shell, whose objects are carried by
-# reference and bound to the next cell's shell.
-state = {"max": 0, "shell": None}
+STATE_ONLY = ".braindrill/only"  # protocol.STATE_ONLY: a state of these files only
+# BD_STATE_MAX (0: no state kept or restored); STATE_ONLY's patterns; the IPython shell, whose
+# objects are carried by reference and bound to the next cell's shell.
+state = {"max": 0, "only": None, "shell": None}
+
+
+def read_only():
+    """The glob patterns of STATE_ONLY (a stateless payload's return_files: the state sent back
+    holds the matching files only, and no variables); None without the file."""
+    try:
+        with open(os.path.join(WORKDIR, STATE_ONLY)) as f:
+            return [line for line in f.read().split("\n") if line]
+    except OSError:
+        return None
 
 
 # -- state (protocol.JOB_STATE_MAX) -----------------------------------------------------------
@@ -247,11 +258,12 @@ def send_state(limit, token, source):
                 info = os.lstat(path)
             except OSError:
                 continue
-            if path != source and (info.st_mode & 0o170000) == 0o100000:
+            if path != source and (info.st_mode & 0o170000) == 0o100000 and wanted(path):
                 files.append((info.st_size, path, info))
     files.sort()
     try:
-        files.insert(0, (os.path.getsize(NAMESPACE), NAMESPACE, os.lstat(NAMESPACE)))
+        if state["only"] is None:
+            files.insert(0, (os.path.getsize(NAMESPACE), NAMESPACE, os.lstat(NAMESPACE)))
     except OSError:
         pass
     total, kept, dropped = 1024, [], []
@@ -286,6 +298,15 @@ def send_state(limit, token, source):
             pass  # gone or unreadable since it was listed: zeros instead
         out.write(bytes(left + (-size % 512)))  # what could not be read, then the padding
     out.close()
+
+
+def wanted(path):
+    """Whether a file goes in the state: any, or one matching a pattern of STATE_ONLY."""
+    if state["only"] is None:
+        return True
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in state["only"])
 
 
 class Output:

@@ -4,8 +4,11 @@ tests/docker/kernel/test_kernels.py)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
+import tarfile
 
 import pytest
 
@@ -21,6 +24,8 @@ from braindrill_ext.engine.validation import (
 from braindrill_ext.errors import InvalidRequest, PayloadTooLarge, UnknownLanguage
 from braindrill_ext.execution import Limits
 from braindrill_ext.languages import Language, LanguageRegistry
+from braindrill_ext.sandbox.payload import Tokens, build_payload
+from braindrill_ext.sandbox.protocol import JOB_DIR, JOB_STATE_MAX, STATE_ONLY
 
 PYTHON = Language(
     name="python",
@@ -265,6 +270,7 @@ def test_json_fields_are_given_as_sent(policy):
         "limits": {"timeout_s": 1},
         "interactive": True,
         "session": "0123abcd",
+        "return_files": ["*.png"],
     }
     assert set(data) == set(JSON_FIELDS)
     assert parse_body(json.dumps(data).encode(), "application/json", policy.code_bytes) == data
@@ -459,3 +465,52 @@ def test_limits_are_resolved_for_the_language(policy):
     assert make(policy, language="c").limits.memory_mib == 512
     with pytest.raises(InvalidRequest, match="unknown or fixed limit 'pids'"):
         make(policy, limits={"pids": 9000})
+
+
+def test_binary_files_come_as_base64_beside_text_files(policy):
+    blob = bytes(range(256))
+    files = {"data.xlsx": {"base64": base64.b64encode(blob).decode()}, "a.txt": "é"}
+    execution = make_execution(REGISTRY, policy, "python", "print(1)", files=files)
+    assert execution.files == {"data.xlsx": blob, "a.txt": "é"}
+    payload = build_payload(execution, execution.limits, Tokens())
+    with tarfile.open(fileobj=io.BytesIO(payload.split(b"\n", 1)[1])) as tar:
+        assert tar.extractfile("data.xlsx").read() == blob
+        assert tar.extractfile("a.txt").read() == "é".encode()
+
+
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        ({"base64": "not base64!"}, "'base64' is not valid base64"),
+        ({"base64": 3}, "'base64' is not valid base64"),
+        ({"base64": "", "text": "x"}, "'files' must be an object of file name"),
+        ({}, "'files' must be an object of file name"),
+    ],
+)
+def test_bad_binary_files_are_refused(policy, value, needle):
+    with pytest.raises(InvalidRequest, match=needle):
+        make_execution(REGISTRY, policy, "python", "print(1)", files={"f": value})
+
+
+def test_binary_files_count_their_bytes_against_code_bytes(policy):
+    policy.code_bytes = 1000
+    files = {"f": {"base64": base64.b64encode(bytes(999)).decode()}}
+    with pytest.raises(PayloadTooLarge, match="are 1008 bytes"):
+        make_execution(REGISTRY, policy, "python", "print(1)", files=files)
+
+
+def test_return_files_are_checked_and_ask_a_state_of_those_files_only(policy):
+    execution = make_execution(
+        REGISTRY, policy, "python", "1", return_files=["*.png"], limits={"return_files_bytes": 9}
+    )
+    assert execution.return_files == ["*.png"] and execution.limits.return_files_bytes == 9
+    payload = build_payload(execution, execution.limits, Tokens())
+    header, body = payload.split(b"\n", 1)
+    assert b" " not in header  # nothing restored: a stateless request
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert tar.extractfile(STATE_ONLY).read() == b"*.png\n"
+        job = tar.extractfile(f"{JOB_DIR}/job").read().decode()
+    assert f"{JOB_STATE_MAX}={(execution.limits.workdir_mib << 21) + (1 << 20)}" in job
+    for bad in ("*.png", ["../*"], ["/x"]):
+        with pytest.raises(InvalidRequest, match="return_files"):
+            make_execution(REGISTRY, policy, "python", "1", return_files=bad)
