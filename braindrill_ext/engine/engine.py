@@ -40,6 +40,7 @@ from ..sandbox import protocol
 from . import describe, statefiles, validation
 from .audit import audit_line
 from .fairness import UserLimits
+from .files import StateFileAccess
 from .limits import LimitsPolicy
 from .placement import Placement
 from .pool import HostPool, WarmPools
@@ -51,7 +52,7 @@ from .upkeep import Upkeep
 VERSION_WAIT_S = 15.0  # describe_language waits this long for a runtime's version being learned
 
 
-class ExecutionEngine(LoggingConfigurable):
+class ExecutionEngine(StateFileAccess, LoggingConfigurable):
     """Runs executions on worker hosts: one bounded FIFO queue, the least-loaded schedulable host,
     a transparent retry on another host when one fails before the code started, ``worker_lost``
     when one fails mid-run, health checks, and a reaper for containers a crash left behind.
@@ -287,27 +288,6 @@ class ExecutionEngine(LoggingConfigurable):
 
     def state_bytes(self, key: str) -> int:
         return self.states.size(key)
-
-    async def state_files(self, key: str) -> list[dict]:
-        """The work directory's files in a state: ``{path, size, mtime}`` (``statefiles.py``)."""
-        return await asyncio.to_thread(statefiles.list_files, self.states.get(key))
-
-    async def read_state_file(self, key: str, path: str) -> bytes:
-        """One file of a state. Raises ``BadFilePath``, ``UnknownFile``, ``BadState``."""
-        return await asyncio.to_thread(statefiles.read_file, self.states.get(key), path)
-
-    async def write_state_file(self, key: str, path: str, data: bytes, language: Language):
-        """Write a file into a state within ``language``'s state cap. Raises ``BadFilePath``,
-        ``StateTooLarge``, ``StateBudgetFull``, ``BadState``. The caller serializes the state's
-        users (a session's lock), as for ``delete_state_file``."""
-        cap, blob = self.limits.defaults(language).state_bytes, self.states.get(key)
-        args = (blob, path, data, cap, (language.source_file,))
-        self.states.put(key, await asyncio.to_thread(statefiles.write_file, *args))
-
-    async def delete_state_file(self, key: str, path: str) -> None:
-        """Remove a file from a state. Raises ``BadFilePath``, ``UnknownFile``, ``BadState``."""
-        blob = await asyncio.to_thread(statefiles.delete_file, self.states.get(key), path)
-        self.states.put(key, blob)
 
     async def version(self, language: Language, wait_s: float = 0) -> str | None:
         """The runtime's version as its image reports it: learned once per image (when it was

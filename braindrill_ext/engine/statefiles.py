@@ -178,6 +178,18 @@ def write_file(blob: bytes, path: str, data: bytes, cap: int, reserved=()) -> by
     return new
 
 
+def with_files(blob: bytes, files: dict[str, tuple[bytes, int]], cap: int) -> bytes:
+    """The state with exactly ``files`` (path → (bytes, mtime)) as its files, its ``NAMESPACE``
+    kept. Raises ``BadFilePath`` for a bad path, ``StateTooLarge`` over ``cap`` bytes of tar."""
+    namespace, _ = members(blob)
+    new = pack(namespace, [Member(check_path(p), d, 0o644, t) for p, (d, t) in files.items()])
+    if len(new) > cap:
+        raise StateTooLarge(
+            f"the files ({len(new)} bytes of tar) are over the state's cap of {cap} bytes"
+        )
+    return new
+
+
 def delete_file(blob: bytes, path: str) -> bytes:
     """The state without ``path``. Raises ``BadFilePath``, ``UnknownFile``."""
     check_path(path)

@@ -22,6 +22,7 @@ from jupyter_client.session import Session
 
 from ..engine import Running
 from ..languages import Language
+from .folder import NotebookFolder
 from .loop import KernelLoop
 from .requests import KernelRequests
 
@@ -53,6 +54,7 @@ class BraindrillKernel(KernelRequests):
         *,
         kernel_id: str | None = None,
         log: logging.Logger | None = None,
+        folder: str | None = None,
     ):
         self.language = language
         self.engine = kernel_loop.engine
@@ -68,6 +70,12 @@ class BraindrillKernel(KernelRequests):
         )
         self.execution_count = 0
         self.history: list[str] = [""]  # the cells kept in history, by execution count
+        # The notebook's folder (folder.py), its caps and whether its files are synced now.
+        self.folder = folder
+        self.folder_settings = NotebookFolder(config=self.engine.config)
+        self.folder_on = self.folder is not None and self.folder_settings.enabled
+        self._folder_note = ""  # the last note about it, not repeated cell after cell
+        self._folder_synced: dict | None = None  # its files as the state holds them
         self.exit_code: int | None = None
         self.sockets: dict[str, zmq.asyncio.Socket] = {}
         self._tasks: list[asyncio.Task] = []

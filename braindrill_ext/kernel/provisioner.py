@@ -8,6 +8,7 @@ server's loop, or the embedded engine's thread in a script), so each hook hops t
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
@@ -16,6 +17,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 
 from ..languages import KERNEL_PREFIX
 from . import embedded
+from .folder import resolve as resolve_folder
 from .kernel import BraindrillKernel
 from .loop import KernelLoop
 
@@ -40,6 +42,9 @@ class BraindrillProvisioner(KernelProvisionerBase):
         write the connection file, as the local provisioner does."""
         km = self.parent
         kwargs.pop("extra_arguments", None)
+        # The notebook's folder, as the server computed it from the notebook's path (never the
+        # environment's KERNEL_WORKING_DIR: over a gateway that names the client's machine).
+        self._cwd = kwargs.get("cwd")
         if km is not None:
             km.write_connection_file()
             self.connection_info = km.get_connection_info()
@@ -56,8 +61,18 @@ class BraindrillProvisioner(KernelProvisionerBase):
         return self.connection_info
 
     async def _start(self, language) -> BraindrillKernel:
+        settings = _server_settings(self.parent)
+        root = settings.get("server_root_dir") if settings is not None else None
+        folder, why = resolve_folder(getattr(self, "_cwd", None), root or os.getcwd())
+        if why:
+            self.log.info("kernel %s gets no notebook folder: %s", self.kernel_id, why)
         kernel = BraindrillKernel(
-            language, self.connection_info, self.kernel_loop, kernel_id=self.kernel_id, log=self.log
+            language,
+            self.connection_info,
+            self.kernel_loop,
+            kernel_id=self.kernel_id,
+            log=self.log,
+            folder=folder,
         )
         await kernel.start()
         return kernel

@@ -13,7 +13,7 @@ from .. import __version__
 from ..engine import REPLY_MIME, split_limits
 from ..errors import BraindrillError, HostUnavailable, NoCapacity, TooManyRequests
 from ..execution import Status
-from . import introspect
+from . import folder, introspect
 from .cells import (
     RESET_MAGIC,
     STATELESS_MAGIC,
@@ -112,10 +112,14 @@ class KernelRequests:
         self, code: str, msg, silent: bool, count: int, user: str, ident=None, allow_stdin=False
     ) -> dict:
         """Run one cell in a fresh container; returns the reply's status fields."""
+        folder_on, code = folder.split_magic(code)
+        if folder_on is not None:
+            self.folder_on = folder_on and self.folder is not None
         magic, code = split_state_magic(code)
         stateful = self.engine.keeps_kernel_state and magic != STATELESS_MAGIC
         if magic == RESET_MAGIC:
             self.engine.drop_state(self.state_key)
+            self._folder_synced = None
         try:
             limits, code = split_limits(code)
             if not code.strip():
@@ -151,6 +155,7 @@ class KernelRequests:
                 self._publish_output(value, count, msg)
 
         key = self.state_key if stateful else None
+        before = await self._folder_in(msg, silent) if stateful and self.folder_on else None
         self._cell = self.engine.start(execution, on_output, state=key)
         try:
             result = await self._cell.result()
@@ -159,6 +164,8 @@ class KernelRequests:
         finally:
             self._cell = None
             streams.flush()
+        if before is not None:
+            await self._folder_out(before, msg, silent)
         if result is None:
             return interrupted_content(stateful)
         if result.compile_output and result.status is Status.OK and not silent:
@@ -170,6 +177,54 @@ class KernelRequests:
         if result.status is Status.OK:
             return {"status": "ok"}
         return error_content(result, execution.limits)
+
+    # -- the notebook's folder (folder.py) --------------------------------------------------------
+    async def _folder_in(self, msg, silent: bool) -> dict | None:
+        """Make the folder's files the state's; what the cell got (None: not synced now)."""
+        settings = self.folder_settings
+        caps = (settings.max_mib << 20, settings.max_files, (self.language.source_file,))
+        files, left = await asyncio.to_thread(folder.read, self.folder, *caps)
+        note = ""
+        if left:
+            note = (
+                f"left out of /work (over the notebook folder's caps of {settings.max_mib} MiB "
+                f"and {settings.max_files} files, or not regular files): {', '.join(left[:20])}"
+            )
+        try:
+            if files != self._folder_synced:  # else the state holds them already
+                await self.engine.replace_state_files(self.state_key, files, self.language)
+        except BraindrillError as e:
+            files, note = None, f"the notebook's folder is not this cell's /work: {e}"
+        self._note_folder(note, msg, silent)
+        return files
+
+    async def _folder_out(self, before: dict, msg, silent: bool) -> None:
+        """Write into the folder what the cell changed there."""
+        try:
+            after = await self.engine.state_file_contents(self.state_key)
+        except BraindrillError:
+            return
+        room = self.engine.default_limits(self.language).state_bytes
+        room -= self.engine.state_bytes(self.state_key) + 2048
+
+        def may_delete(path):  # a file the state had no room for is not a deleted one
+            return len(before[path][0]) + 512 < room and path != self.language.source_file
+
+        args = (self.folder, before, after, may_delete)
+        refused = await asyncio.to_thread(folder.write_back, *args)
+        self._folder_synced = None if refused else after  # the folder as the state has it
+        if refused:
+            note = (
+                "not changed in the notebook's folder (notebooks, hidden files, symlinks and "
+                f"special files are kept as they are): {', '.join(refused[:20])}"
+            )
+            self._note_folder(note, msg, silent, again=True)
+
+    def _note_folder(self, note: str, msg, silent: bool, again: bool = False) -> None:
+        if note and (again or note != self._folder_note) and not silent:
+            self._publish("stream", {"name": "stderr", "text": f"braindrill: {note}\n"}, msg)
+        if not again:
+            self._folder_note = note
 
     def _publish_output(self, output: dict, count: int, parent) -> None:
         """One rich output of the running cell, as its IOPub message."""

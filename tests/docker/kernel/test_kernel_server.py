@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 
 import pytest
 
@@ -110,3 +111,53 @@ async def test_rest_restart_mid_cell(jp_fetch, kernel):
         assert await containers_left_async() == []
         reply, messages = await ws_execute(ws, "print('after restart')")
         assert reply["execution_count"] == 1 and stream_text(messages) == "after restart\n"
+
+
+async def test_a_notebooks_kernel_works_in_the_notebooks_folder(jp_fetch, jp_ws_fetch, jp_root_dir):
+    """A notebook opened in JupyterLab (a session with its path): its cells see the files next
+    to it, and a file a cell writes appears there, in the file browser's listing."""
+    (jp_root_dir / "project").mkdir()
+    (jp_root_dir / "project" / "data.csv").write_text("x\n1\n")
+    (jp_root_dir / "elsewhere.txt").write_text("not the notebook's")
+    body = {
+        "path": "project/analysis.ipynb",
+        "type": "notebook",
+        "kernel": {"name": "braindrill-python"},
+    }
+    response = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
+    session = json.loads(response.body)
+    kernel_id = session["kernel"]["id"]
+    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels")
+    try:
+        code = "import os\nprint(open('data.csv').read(), os.path.exists('elsewhere.txt'))\n"
+        code += "open('result.txt', 'w').write('done')"
+        reply, messages = await ws_execute(ws, code)
+        assert reply["status"] == "ok" and stream_text(messages) == "x\n1\n False\n", messages
+        listing = await jp_fetch("api", "contents", "project")
+        names = {item["name"] for item in json.loads(listing.body)["content"]}
+        assert "result.txt" in names
+        assert (jp_root_dir / "project" / "result.txt").read_text() == "done"
+    finally:
+        ws.close()
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
+    assert await containers_left_async() == []
+
+
+async def test_a_clients_working_dir_is_never_trusted(jp_fetch, jp_ws_fetch, tmp_path):
+    """Over a gateway a client sends KERNEL_WORKING_DIR, a path of its own machine: it is not
+    a folder of this server's, and no cell reads or writes there."""
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "secret.txt").write_text("secret")
+    env = {"KERNEL_WORKING_DIR": str(tmp_path / "private")}
+    body = json.dumps({"name": "braindrill-python", "env": env})
+    kernel_id = json.loads((await jp_fetch("api", "kernels", method="POST", body=body)).body)["id"]
+    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels")
+    try:
+        code = "import os\nprint(sorted(n for n in os.listdir('.') if not n.startswith('.')))\n"
+        code += "open('planted.txt', 'w').write('x')"
+        reply, messages = await ws_execute(ws, code)
+        assert reply["status"] == "ok" and stream_text(messages) == "['main.py']\n", messages
+    finally:
+        ws.close()
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    assert sorted(os.listdir(tmp_path / "private")) == ["secret.txt"]
