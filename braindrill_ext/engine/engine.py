@@ -50,6 +50,7 @@ from .state import StateStore, keep_state
 from .upkeep import Upkeep
 
 VERSION_WAIT_S = 15.0  # describe_language waits this long for a runtime's version being learned
+STOP_WAIT_S = 15.0  # at shutdown, the executions still running get this long to be removed
 
 
 class ExecutionEngine(StateFileAccess, LoggingConfigurable):
@@ -209,6 +210,7 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
             self.registry, self.log,
         )  # fmt: skip
         self._started: asyncio.Future | None = None
+        self._running: set[Running] = set()  # started and not ended: stopped with the engine
 
     # == the front doors' API =====================================================================
     def language(self, name: str) -> Language:
@@ -275,7 +277,10 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
     def start(self, execution: Execution, on_output=None, state: str | None = None) -> Running:
         """``run`` as a ``Running`` a front door awaits, and may cancel, interrupt or answer."""
         control = Control()
-        return Running(self.run(execution, on_output, state, control), control)
+        running = Running(self.run(execution, on_output, state, control), control)
+        self._running.add(running)
+        running.task.add_done_callback(lambda _: self._running.discard(running))
+        return running
 
     @property
     def keeps_kernel_state(self) -> bool:
@@ -327,8 +332,14 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
         self.upkeep.start(self.pool_interval_s, self.health_interval_s, self.reap_interval_s)
 
     async def stop(self) -> None:
-        """Stop the loops and the host thread pools. Called by the engine's owner at shutdown."""
+        """Stop the executions still running (their sandboxes removed), the loops and the host
+        thread pools. Called by the engine's owner at shutdown, before its kernels stop."""
         await self.upkeep.stop()
+        running = list(self._running)
+        for execution in running:
+            execution.cancel()
+        if running:
+            await asyncio.wait([r.task for r in running], timeout=STOP_WAIT_S)
         await self.placement.drain()
         await asyncio.gather(*(p.close() for p in self.host_pools.values()))
         await self.versions.close()

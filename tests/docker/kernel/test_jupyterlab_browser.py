@@ -1,7 +1,9 @@
 """A real browser: JupyterLab (a ``jupyter lab`` subprocess with the Braindrill extension) in
 headless Chromium driven by Playwright opens a notebook on the Braindrill Python kernel, runs a
-cell, and the output is read back from the page; a python-data notebook shows an inline plot. The
-screenshots are kept as ``artifacts/jupyterlab.png`` and ``artifacts/jupyterlab-plot.png``.
+cell, and the output is read back from the page; a python-data notebook shows an inline plot;
+Tab after ``import os; os.pa`` offers ``path``. The screenshots are kept as
+``artifacts/jupyterlab.png``, ``artifacts/jupyterlab-plot.png`` and
+``artifacts/jupyterlab-tab.png``.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` and
 ``jupyterlab`` Python packages; Playwright's own browser download is not used. Without them the
@@ -17,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import nbformat
@@ -74,9 +75,9 @@ def jupyterlab(tmp_path):
         _wait_until_up(f"{url}/api/status", token, proc)
         yield url, token, root
     finally:
-        proc.send_signal(signal.SIGINT)  # twice: Jupyter asks to confirm the first
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM: Jupyter stops its extensions and kernels (two SIGINTs can kill it outright:
+        # its confirmation thread finds no terminal and puts back the default handler).
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -101,9 +102,10 @@ def _wait_until_up(url: str, token: str, proc) -> None:
         raise RuntimeError("jupyter lab did not come up")
 
 
-def _run_in_browser(jupyterlab, kernelspec: dict, code: str, shot: str, read):
-    """Open a notebook of one cell on ``kernelspec`` in JupyterLab in Chromium, run the cell,
-    and return ``read(page)``; the page's screenshot is kept as ``artifacts/<shot>``."""
+def _run_in_browser(jupyterlab, kernelspec, code: str, shot: str, read, keys=("Shift+Enter",)):
+    """Open a notebook of one cell on ``kernelspec`` in JupyterLab in Chromium, press ``keys``
+    in its editor (run the cell), and return ``read(page)``; the page's screenshot is kept as
+    ``artifacts/<shot>``."""
     _need(f"Chromium at {CHROMIUM} (apt-get install chromium)", os.path.exists(CHROMIUM))
     try:
         from playwright.sync_api import sync_playwright
@@ -135,7 +137,8 @@ def _run_in_browser(jupyterlab, kernelspec: dict, code: str, shot: str, read):
                 has_text=f"{kernelspec['display_name']} | Idle"
             ).first.wait_for(timeout=TIMEOUT_S * 1000)
             editor.click()
-            page.keyboard.press("Shift+Enter")
+            for key in keys:
+                page.keyboard.press(key)
             return read(page)
         finally:
             page.screenshot(path=str(ARTIFACTS / shot))
@@ -176,3 +179,22 @@ def test_jupyterlab_shows_an_inline_plot(jupyterlab):
     width, height, src = _run_in_browser(jupyterlab, spec, code, "jupyterlab-plot.png", read)
     assert src == "data:image/png;base64,"
     assert width > 200 and height > 150
+
+
+def test_jupyterlab_tab_completes_in_a_sandbox(jupyterlab):
+    """Type ``import os; os.pa``, press Tab: JupyterLab's completer offers ``path``, answered
+    by IPython's completer in a sandbox holding the kernel's state."""
+
+    def read(page):
+        completer = page.locator(".jp-Completer")
+        completer.wait_for(timeout=TIMEOUT_S * 1000)
+        return completer.locator(".jp-Completer-item").all_inner_texts()
+
+    spec = {
+        "name": "braindrill-python",
+        "display_name": "Python (Braindrill)",
+        "language": "python",
+    }
+    keys = ("End", "Tab")
+    items = _run_in_browser(jupyterlab, spec, "import os; os.pa", "jupyterlab-tab.png", read, keys)
+    assert any("os.path" in item.split() for item in items), items
