@@ -6,7 +6,7 @@ from __future__ import annotations
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Instance, Type
 
-from .api import handlers
+from .api import rest_handlers
 from .api.sessions import RestSessionManager
 from .engine.engine import ExecutionEngine
 from .kernel.loop import KernelLoop
@@ -42,7 +42,7 @@ class BraindrillApp(ExtensionApp):
         self.settings[SETTINGS_KEY] = KernelLoop(self.engine)
 
     def initialize_handlers(self):
-        self.handlers.extend(handlers.default_handlers)
+        self.handlers.extend(rest_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp):
         """Called by Jupyter Server once its event loop runs: ping hosts, reap, start loops."""
