@@ -1,12 +1,12 @@
-"""The Jupyter Server extension: owns the execution engine and the REST sessions, hands them to the
-REST handlers and the kernels, registers the handlers."""
+"""The Jupyter Server extension: owns the execution engine, the REST sessions and the MCP endpoint,
+hands them to the REST and MCP handlers and the kernels, registers the handlers."""
 
 from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Instance, Type
 
-from .api import handlers
+from .api import mcp_http, rest_handlers
 from .api.sessions import RestSessionManager
 from .engine.engine import ExecutionEngine
 from .kernel.loop import KernelLoop
@@ -32,17 +32,20 @@ class BraindrillApp(ExtensionApp):
     )
     engine = Instance(ExecutionEngine, allow_none=True)
     sessions = Instance(RestSessionManager, allow_none=True)
+    mcp = Instance(mcp_http.MCPEndpoint, allow_none=True)
 
     def initialize_settings(self):
         self.engine = self.engine_class(parent=self.serverapp, log=self.log)
         self.settings["braindrill_engine"] = self.engine
         self.sessions = RestSessionManager(parent=self.serverapp, engine=self.engine, log=self.log)
         self.settings["braindrill_sessions"] = self.sessions
+        self.mcp = mcp_http.MCPEndpoint(self.engine, self.sessions)  # /braindrill/mcp
+        self.settings["braindrill_mcp"] = self.mcp
         # The server's kernels live on its loop (bound at the first kernel start).
         self.settings[SETTINGS_KEY] = KernelLoop(self.engine)
 
     def initialize_handlers(self):
-        self.handlers.extend(handlers.default_handlers)
+        self.handlers.extend(rest_handlers + mcp_http.default_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp):
         """Called by Jupyter Server once its event loop runs: ping hosts, reap, start loops."""
@@ -51,6 +54,8 @@ class BraindrillApp(ExtensionApp):
 
     async def stop_extension(self):
         """Called by Jupyter Server at shutdown."""
+        if self.mcp is not None:
+            await self.mcp.stop()
         if self.sessions is not None:
             await self.sessions.stop()
         if self.engine is not None:

@@ -1,6 +1,8 @@
 """REST handlers: POST /lang/<language> runs code; GET /lang lists languages; GET
 /braindrill/workers shows the worker hosts; /braindrill/sessions creates, lists and ends the
-sessions that carry state between executions. The only module that speaks HTTP."""
+sessions that carry state between executions. With ``files.py`` (a session's files) and
+``mcp_http.py`` (the MCP endpoint), the only modules that speak HTTP; ``engine_error`` is the
+one translation of the engine's errors into HTTP."""
 
 from __future__ import annotations
 
@@ -15,11 +17,14 @@ from tornado.iostream import StreamClosedError
 
 from ..engine import Running, parse_body, parse_session_body
 from ..errors import (
+    BadState,
     HostUnavailable,
     InvalidRequest,
     NoCapacity,
     PayloadTooLarge,
+    StateBudgetFull,
     TooManyRequests,
+    UnknownFile,
     UnknownLanguage,
     UnknownSession,
 )
@@ -69,9 +74,9 @@ class BraindrillHandler(APIHandler):
 
     def engine_error(self, e: Exception) -> web.HTTPError:
         """Translate an engine error into the HTTP error users see."""
-        if isinstance(e, (UnknownLanguage, UnknownSession)):
+        if isinstance(e, (UnknownLanguage, UnknownSession, UnknownFile)):
             return web.HTTPError(404, str(e))
-        if isinstance(e, PayloadTooLarge):
+        if isinstance(e, (PayloadTooLarge, StateBudgetFull)):
             return web.HTTPError(413, str(e))
         if isinstance(e, InvalidRequest):
             return web.HTTPError(400, str(e))
@@ -79,6 +84,8 @@ class BraindrillHandler(APIHandler):
             return web.HTTPError(429, str(e))  # write_error adds Retry-After
         if isinstance(e, (HostUnavailable, NoCapacity)):
             return web.HTTPError(503, str(e))  # write_error adds Retry-After
+        if isinstance(e, BadState):
+            return web.HTTPError(500, str(e))
         raise e
 
 

@@ -4,12 +4,14 @@ one ``POST /lang/<language>`` to the next, each still in a fresh container.
 A session belongs to the Jupyter user who created it and has one language. Its executions run
 one at a time (a second waits for the first), with the engine's state of key ``session:<id>``.
 It ends when its owner deletes it or after ``idle_timeout_s`` unused; its state is dropped then,
-and an execution still running cannot bring it back.
+and an execution still running cannot bring it back. Its files (its state's work directory) are
+read and written between executions, in the same order of turns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -174,22 +176,46 @@ class RestSessionManager(LoggingConfigurable):
         The caller has checked the language (``check_language``, before it answers anything).
         Raises ``UnknownSession`` when the session ended while the execution waited, and what
         ``engine.run`` raises."""
-        session.pending += 1
-        try:
-            async with session.lock:
-                if session.ended:
-                    raise UnknownSession(session.id)
-                self._touch(session)
-                result = await self.engine.run(execution, on_output, state=session.key)
-                session.executions += 1
-                if session.ended:  # deleted or stopped meanwhile: what run() kept goes too
-                    self.engine.drop_state(session.key)
-                    notes = [result.state_message] if result.state_message else []
-                    result.state_message = "; ".join([*notes, ENDED])
-                return result
-        finally:
-            session.pending -= 1
-            self._touch(session)
+        async with self._turn(session):
+            result = await self.engine.run(execution, on_output, state=session.key)
+            session.executions += 1
+            if session.ended:  # deleted or stopped meanwhile: what run() kept goes too
+                self.engine.drop_state(session.key)
+                notes = [result.state_message] if result.state_message else []
+                result.state_message = "; ".join([*notes, ENDED])
+            return result
+
+    # The session's files: its state's, what its next execution finds in its work directory.
+    # Each waits for the session's turn, as an execution does (``_turn``).
+    async def files(self, session: Session) -> list[dict]:
+        """The files of the session's work directory: ``{path, size, mtime}``."""
+        async with self._turn(session):
+            return await self.engine.state_files(session.key)
+
+    async def read_file(self, session: Session, path: str) -> bytes:
+        """One file's bytes. Raises ``BadFilePath``, ``UnknownFile``, ``UnknownSession``."""
+        async with self._turn(session):
+            return await self.engine.read_state_file(session.key, path)
+
+    async def write_file(self, session: Session, path: str, data: bytes) -> dict:
+        """Create or replace a file (parent folders are implied); returns it as ``files``
+        lists it. Raises ``BadFilePath``, ``StateTooLarge``, ``StateBudgetFull``,
+        ``UnknownSession``."""
+        language = self.engine.language(session.language)
+        async with self._turn(session):
+            await self.engine.write_state_file(session.key, path, data, language)
+            if session.ended:  # deleted meanwhile: what was written goes too
+                self.engine.drop_state(session.key)
+                raise UnknownSession(session.id)
+            files = await self.engine.state_files(session.key)
+        return next(f for f in files if f["path"] == path)
+
+    async def delete_file(self, session: Session, path: str) -> None:
+        """Remove a file. Raises ``BadFilePath``, ``UnknownFile``, ``UnknownSession``."""
+        async with self._turn(session):
+            await self.engine.delete_state_file(session.key, path)
+            if session.ended:
+                self.engine.drop_state(session.key)
 
     def state_bytes(self, session: Session) -> int:
         return self.engine.state_bytes(session.key)
@@ -200,6 +226,22 @@ class RestSessionManager(LoggingConfigurable):
         return session.last_used + self.idle_timeout_s
 
     # -- inside ----------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _turn(self, session: Session):
+        """The session's turn: after its earlier executions and file operations, in order of
+        arrival, one at a time; it counts as a use (no expiry meanwhile). Raises
+        ``UnknownSession`` when the session ended while waiting."""
+        session.pending += 1
+        try:
+            async with session.lock:
+                if session.ended:
+                    raise UnknownSession(session.id)
+                self._touch(session)
+                yield
+        finally:
+            session.pending -= 1
+            self._touch(session)
+
     def _touch(self, session: Session) -> None:
         session.last_used = time.time()
         session.used_at = time.monotonic()

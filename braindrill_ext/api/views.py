@@ -19,6 +19,11 @@ def session_model(sessions, session) -> dict:
     }
 
 
+def file_model(entry: dict) -> dict:
+    """One file of ``/braindrill/sessions/<id>/files``: path, size in bytes, mtime (ISO 8601)."""
+    return {"path": entry["path"], "size": entry["size"], "mtime": iso_time(entry["mtime"])}
+
+
 def iso_time(seconds: float) -> str:
     """Epoch seconds as ISO 8601 in UTC with milliseconds: ``2025-01-31T12:00:00.000Z``."""
     moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)

@@ -9,6 +9,9 @@ The front doors (``api/``, ``kernel/``) import from this package only, and use o
 - ``run(execution, on_output, state=key)`` → ``Result``; ``start(...)`` → ``Running``, to await
   and cancel; a ``state`` key restores and keeps a kernel's or session's state;
 - ``drop_state(key)``, ``state_bytes(key)``, ``keeps_kernel_state``;
+- ``state_files(key)``, ``read_state_file(key, path)``, ``write_state_file(key, path, data,
+  language)``, ``delete_state_file(key, path)``: a state's files (``statefiles.py``), for a
+  session's files over REST and MCP; the caller serializes them with the state's executions;
 - ``version(language)``, ``describe_language(language)``, ``describe_hosts()``;
 - ``ensure_started()``, ``stop()``, ``remove_own_containers()``: for the owner of the process.
 

@@ -1,6 +1,6 @@
 """The REST API's contract: ``braindrill_ext/api/openapi.json``, an OpenAPI 3.1 description served
 at ``GET /braindrill/openapi.json``. Kept true here, without Docker: it is a valid document, it
-names exactly the routes of ``handlers.default_handlers`` and the fields of the code's models, and
+names exactly the routes of ``api.rest_handlers`` and the fields of the code's models, and
 the answers given before anything runs (the document itself, 403s, refusals, REST sessions) conform
 to it. Real answers on real containers: tests/docker/api/test_openapi.py; schemathesis fuzzing a
 live server: tests/docker/api/test_openapi_fuzz.py."""
@@ -16,7 +16,7 @@ from jupyter_server.base.handlers import APIHandler
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 import braindrill_ext
-from braindrill_ext.api.handlers import default_handlers
+from braindrill_ext.api import rest_handlers as default_handlers
 from braindrill_ext.engine.limits import LIMIT_FIELDS, REQUESTABLE
 from braindrill_ext.engine.validation import JSON_FIELDS, SESSION_FIELDS
 from braindrill_ext.execution import Limits, Result, Status
@@ -58,7 +58,12 @@ def _methods(handler) -> set[str]:
 
 def _route_path(pattern: str) -> str:
     """A tornado route as an OpenAPI path with its parameters unnamed: ``/lang/{}``."""
-    return pattern.replace("([^/]+)", "{}").replace("\\.", ".").removesuffix("/?")
+    return (
+        pattern.replace("([^/]+)", "{}")
+        .replace("(.+)", "{}")
+        .replace("\\.", ".")
+        .removesuffix("/?")
+    )
 
 
 def test_every_route_is_described_and_nothing_else():
