@@ -60,7 +60,9 @@ class Execution:
     # A kernel's earlier cells, by execution count (index 0 unused), for a Python cell's
     # ``%history`` and ``In``.
     history: list[str] = field(default_factory=list)
-    input: bool = False  # a cell's input() and getpass() ask the front end (its allow_stdin)
+    # A kernel cell's input() and getpass(): True, they ask the front end (its allow_stdin);
+    # False, they fail as under ipykernel without stdin; None (REST): they read ``stdin``.
+    input: bool | None = None
     # "complete" or "inspect": a Python kernel's answer to a completion or help request about
     # ``code`` (JSON: code, cursor_pos, detail_level), from the state it restores and never keeps.
     tool: str = ""

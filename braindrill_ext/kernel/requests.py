@@ -133,7 +133,7 @@ class KernelRequests:
                 execution_count=count,
                 user=user,
                 history=introspect.recent(self.history, count) if python else [],
-                input=allow_stdin and python,
+                input=allow_stdin if python else None,
             )
         except BraindrillError as e:
             return refused_content(e)

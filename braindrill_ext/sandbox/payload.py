@@ -43,8 +43,8 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
     }
     if execution.tool:
         job[p.JOB_TOOL] = execution.tool
-    if execution.input:
-        job[p.JOB_INPUT] = "1"
+    if execution.input is not None:
+        job[p.JOB_INPUT] = "1" if execution.input else "0"
     stateful = execution.state is not None
     cap = state_cap(execution, limits)
     if cap is not None:

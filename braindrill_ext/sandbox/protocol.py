@@ -95,7 +95,9 @@ JOB_COMPILE_OUTPUT = "BD_COMPILE_OUTPUT"
 # A cell's answer instead of its run (Python): "complete" or "inspect" a request's code (JSON in
 # the source file) in the restored state; the answer is one REPLY_MIME display record.
 JOB_TOOL = "BD_TOOL"
-JOB_INPUT = "BD_INPUT"  # "1": input() and getpass() ask the front end (input_request records)
+# A cell's input() and getpass(): "1", they ask the front end (input_request records); "0", they
+# fail as under ipykernel without stdin; unset, they read the program's stdin.
+JOB_INPUT = "BD_INPUT"
 HISTORY = f"{JOB_DIR}/history"  # a cell's earlier cells (JSON list; index = execution count)
 
 NO_PAYLOAD = 123  # the exit code of a sandbox whose stdin closed before a payload came

@@ -165,7 +165,7 @@ class Sandbox(Removal):
 
             def asked(kind, value):  # on the loop: the deadline stops while a person answers
                 if kind == "input":
-                    if not execution.input or self._deadline is None:
+                    if execution.input is not True or self._deadline is None:
                         return  # not asked of anyone: the program waits on, within its deadline
                     self._deadline.pause()
                 on_output(kind, value)

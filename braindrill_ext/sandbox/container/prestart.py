@@ -167,7 +167,10 @@ def run(source, argv, shell, job):
             atexit.unregister(shell.atexit_operations)
         if job.get("BD_TOOL"):
             sys.exit(answer_tool(shell, job["BD_TOOL"], path))
-        sys.exit(run_cell(shell, path, count, answers) if shell else run_plain_cell(path, count))
+        asks = job.get("BD_INPUT") in ("0", "1")  # a kernel's cell: input() is the front end's
+        if shell is None:
+            sys.exit(run_plain_cell(path, count))
+        sys.exit(run_cell(shell, path, count, answers, asks))
     if lazy:
         import warnings
 

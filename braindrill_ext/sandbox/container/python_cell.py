@@ -23,7 +23,7 @@ STREAM_CHUNK = 1 << 16  # characters of stderr per record
 JEDI_S = 1.5  # jedi's share of a completion's deadline (the engine's is 2 s)
 
 
-def run_cell(shell, path, count, answers):
+def run_cell(shell, path, count, answers, asks):
     with open(path, "rb") as f:
         code = f.read().decode("utf-8", "replace")
     import warnings
@@ -35,7 +35,8 @@ def run_cell(shell, path, count, answers):
     shell.kernel = KernelShim()
     shell.parent_header = {}
     state["shell"] = shell
-    ask_front_end(answers)
+    if asks:
+        ask_front_end(answers)
     if records["token"]:
         sys.stderr = StderrRecords()
     restore_namespace(shell.user_ns)

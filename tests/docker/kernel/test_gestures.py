@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.helpers import embedded_sandboxes as embedded_sandbox  # noqa: F401 (both kinds)
-from tests.helpers import execute_cell, result_text, stream_text
+from tests.helpers import eventually_sync, execute_cell, result_text, stream_text
 
 pytestmark = pytest.mark.usefixtures("embedded_engine")
 TIMEOUT = 60
@@ -30,9 +30,31 @@ def ok(kc, code, **kwargs):
     return messages
 
 
+@pytest.fixture
+def warm(embedded_engine):
+    """Wait until every host holds a warm sandbox for a language's cells, as when a person
+    types after a cell: a completion right after one would find the pool refilling, and a cold
+    python-data container spends ~1.5 s of the completion's ~2 s on its imports."""
+
+    def ready(language: str) -> None:
+        def filled():
+            workers = embedded_engine.describe_hosts()["workers"]
+            pools = [w["pool"] for w in workers]
+            names = (f"{language} (cells)", language)  # containers' cell pool, or runners
+            return all(any(p.get(n, {}).get("ready") for n in names) for p in pools)
+
+        assert eventually_sync(filled, TIMEOUT), embedded_engine.describe_hosts()
+
+    return ready
+
+
 def complete(kc, code, pos=None):
     pos = len(code) if pos is None else pos
     return kc.complete(code, pos, reply=True, timeout=TIMEOUT)["content"]
+
+
+def inspect(kc, code, pos):
+    return kc.inspect(code, pos, reply=True, timeout=TIMEOUT)["content"]
 
 
 def applied(content: dict, code: str) -> set[str]:
@@ -42,37 +64,44 @@ def applied(content: dict, code: str) -> set[str]:
 
 
 @pytest.mark.parametrize("language", PYTHONS)
-def test_tab_completes_attributes_and_earlier_names(start, language):
+def test_tab_completes_attributes_and_earlier_names(start, warm, language):
     _, kc = start(language)
     ok(kc, "class Box:\n    width = 3\n\nbox = Box()\nframe = {'a': 1}")
+    warm(language)
     assert "box.width" in applied(complete(kc, "box.wi"), "box.wi")
+    warm(language)
     content = complete(kc, "fra")
     assert "frame" in content["matches"] and content["cursor_start"] == 0, content
+    warm(language)
     content = complete(kc, "import os; os.pa")
     assert "import os; os.path" in applied(content, "import os; os.pa"), content
     types = content["metadata"]["_jupyter_types_experimental"]
     assert {"start", "end", "text", "type"} <= set(types[0]), types
 
 
-def test_tab_completes_a_dataframes_columns_and_methods(start):
+def test_tab_completes_a_dataframes_columns_and_methods(start, warm):
     _, kc = start("python-data")
     ok(kc, "import pandas as pd\ndf = pd.DataFrame({'alpha': [1, 2], 'beta': [3, 4]})")
+    warm("python-data")
     wanted = {"df.alpha", "df.beta", "df.groupby", "df.describe"}
     assert wanted <= applied(complete(kc, "df."), "df.")
 
 
 @pytest.mark.parametrize("language", PYTHONS)
-def test_shift_tab_shows_signatures_and_docstrings(start, language):
+def test_shift_tab_shows_signatures_and_docstrings(start, warm, language):
     _, kc = start(language)
-    content = kc.inspect("len(", 3, reply=True, timeout=TIMEOUT)["content"]
+    warm(language)
+    content = inspect(kc, "len(", 3)
     assert content["status"] == "ok" and content["found"] is True, content
     assert "Return the number of items" in content["data"]["text/plain"], content
     ok(kc, "def area(width, height=2):\n    'The area of a rectangle.'\n    return width * height")
-    content = kc.inspect("area(", 4, reply=True, timeout=TIMEOUT)["content"]
+    warm(language)
+    content = inspect(kc, "area(", 4)
     text = content["data"]["text/plain"]
     assert content["found"] and "width, height=2" in strip(text), text
     assert "The area of a rectangle." in text, text
-    content = kc.inspect("no_such_name", 5, reply=True, timeout=TIMEOUT)["content"]
+    warm(language)
+    content = inspect(kc, "no_such_name", 5)
     assert content == {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
 
