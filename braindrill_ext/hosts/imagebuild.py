@@ -31,6 +31,7 @@ BASE_IMAGE = "braindrill/base:bookworm"
 # Raised when what the built images hold changes (2: python3 in the base, for slot runners): an
 # image built to an older recipe is built again.
 BUILD_LABEL, BUILD_REVISION = "org.braindrill.build", "2"
+PACKAGES_LABEL = "org.braindrill.packages"  # a built image's Debian packages: changed, rebuilt
 DEBIAN_SOURCES = (
     "deb http://deb.debian.org/debian bookworm main",
     "deb http://deb.debian.org/debian bookworm-updates main",
@@ -72,7 +73,8 @@ def build_language(
         "RUN mkdir -p /usr/share/man/man1 && apt-get update -q && "
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
         f"--no-install-recommends {packages} && apt-get clean && rm -rf /var/lib/apt/lists/*\n"
-        f'LABEL org.braindrill.language="{language.name}" {BUILD_LABEL}="{BUILD_REVISION}"\n'
+        f'LABEL org.braindrill.language="{language.name}" {BUILD_LABEL}="{BUILD_REVISION}" '
+        f'{PACKAGES_LABEL}="{packages}"\n'
     )
     say(language.name, f"building {language.built_image} from Debian packages: {packages}")
     stream = client.api.build(
@@ -106,7 +108,7 @@ def prepare(client, languages, *, pull=True, build=True, jobs=2, overrides=None,
     results, to_build = {}, []
     for lang in languages:
         ref = resolve_image(client, lang, overrides.get(lang.name, ""))
-        if ref == lang.built_image and not _current(client, ref):
+        if ref == lang.built_image and not _current(client, ref, lang):
             say(lang.name, f"{ref} was built to an older recipe: building it again")
             ref = None
         wanted = overrides.get(lang.name) or lang.image
@@ -172,9 +174,12 @@ def record_version(client: docker.DockerClient, language: Language, ref: str, sa
         say(language.name, f"version {version}")
 
 
-def _current(client: docker.DockerClient, ref: str) -> bool:
-    """Whether the built image ``ref`` follows this version's recipe (``BUILD_REVISION``)."""
+def _current(client: docker.DockerClient, ref: str, language: Language | None = None) -> bool:
+    """Whether the built image ``ref`` follows this version's recipe (``BUILD_REVISION``) and,
+    for a language's, holds the packages its kernelspec names now."""
     labels = client.api.inspect_image(ref)["Config"].get("Labels") or {}
+    if language is not None and labels.get(PACKAGES_LABEL) != " ".join(language.debian_packages):
+        return False
     return labels.get(BUILD_LABEL) == BUILD_REVISION
 
 

@@ -148,6 +148,10 @@ class KernelRequests:
             if kind == "input":
                 streams.flush()
                 self._ask(value, ident, msg)
+            elif kind == "comm":
+                if not silent:
+                    streams.flush()
+                    self._publish(value["msg_type"], value["content"], msg)
             elif kind != "output":
                 streams.write(kind, value)
             elif not silent:
@@ -318,4 +322,15 @@ class KernelRequests:
         # No comm targets (no state lives in the kernel): close it, as ipykernel does for
         # unknown targets, so that a front end does not wait on it.
         comm_id = msg["content"].get("comm_id", "")
+        self._publish("comm_close", {"comm_id": comm_id, "data": {}}, msg)
+
+    async def _on_comm_msg(self, sock, ident, msg) -> None:
+        """A front end's message to a comm a cell opened: that cell's sandbox has ended, so
+        nothing can receive it; say so, and close the comm."""
+        comm_id = msg["content"].get("comm_id", "")
+        note = (
+            f"braindrill: comm {comm_id} cannot receive messages: the cell that opened it has "
+            "ended, and its sandbox with it (widgets and comms need a live kernel process)\n"
+        )
+        self._publish("stream", {"name": "stderr", "text": note}, msg)
         self._publish("comm_close", {"comm_id": comm_id, "data": {}}, msg)

@@ -22,7 +22,8 @@ class OutputCollector:
     ``display_bytes`` of rich outputs): the caller then kills the sandbox. ``on_output(kind,
     value)`` is called as the output arrives: ``("stdout"|"stderr", text)`` for each decoded
     chunk, ``("output", output)`` for each rich output but an ``error`` (kept in ``error``), and
-    ``("input", {prompt, password})`` when a cell asks for a line (``Sandbox.reply`` answers).
+    ``("input", {prompt, password})`` when a cell asks for a line (``Sandbox.reply`` answers),
+    and ``("comm", {msg_type, content})`` for a cell's comm messages.
     With ``state_bytes`` (a stateful execution) the state the watchdog sends is kept in ``state``
     (None when it did not come, or was over ``state_bytes``: then ``state_message`` says so).
     """
@@ -225,6 +226,10 @@ class OutputCollector:
         if output["output_type"] == records.INPUT_REQUEST:  # not an output: asked of the caller
             if self.on_output:
                 self.on_output("input", output)
+            return
+        if output["output_type"] == records.COMM:  # not an output: for a kernel's front end
+            if self.on_output:
+                self.on_output("comm", output)
             return
         self.outputs.append(output)
         if self.on_output:

@@ -21,15 +21,17 @@ def text(name: str) -> str:
 
 
 BOOTSTRAP = text("bootstrap.sh")  # every container without a prestart: sh -c BOOTSTRAP
-RUNNER = text("runner.py")  # a slot runner's relay, template and sandboxes
-# The runner's seccomp profile, compact (it goes into the container's HostConfig).
-SECCOMP = json.dumps(json.loads(text("seccomp-nested.json")))
 
 
 @functools.cache
 def script(parts: tuple[str, ...]) -> str:
-    """A prestart's program: its parts joined in order (later ones use what earlier define)."""
+    """A program in parts: their texts joined in order (later ones use what earlier define)."""
     return "\n".join(text(part) for part in parts)
+
+
+RUNNER = script(("runner_sandbox.py", "runner.py"))  # a slot runner: its sandboxes, its relay
+# The runner's seccomp profile, compact (it goes into the container's HostConfig).
+SECCOMP = json.dumps(json.loads(text("seccomp-nested.json")))
 
 
 def prestart_command(language: Language, lib: str = "") -> list[str]:

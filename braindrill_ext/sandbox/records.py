@@ -17,7 +17,9 @@ from ..errors import BadRecord, NotJSON
 DATA_OUTPUTS = ("display_data", "update_display_data", "execute_result")
 INPUT_REQUEST = "input_request"  # not an output: the program asks the front end for a line
 STREAM = "stream"  # not an output: a cell's stderr text, on stdout to keep its place among stdout's
-OUTPUT_TYPES = (*DATA_OUTPUTS, "error", "clear_output", INPUT_REQUEST, STREAM)
+COMM = "comm"  # not an output: a comm message of the cell (comm_open, comm_msg, comm_close)
+COMM_TYPES = ("comm_open", "comm_msg", "comm_close")
+OUTPUT_TYPES = (*DATA_OUTPUTS, "error", "clear_output", INPUT_REQUEST, STREAM, COMM)
 MIME_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", re.I)
 BINARY_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")  # base64 text in .ipynb
 
@@ -45,6 +47,8 @@ def parse(raw: bytes) -> dict:
         if name not in ("stdout", "stderr"):
             raise BadRecord("a stream record's name is stdout or stderr")
         return {"output_type": kind, "name": name, "text": _typed(record, "text", str, "")}
+    if kind == COMM:
+        return _comm(record)
     if kind == INPUT_REQUEST:
         prompt = _typed(record, "prompt", str, "")
         return {
@@ -115,6 +119,25 @@ def _value(mime: str, value, encoded: bool):
         except ValueError:  # binascii.Error, or non-ASCII text
             raise BadRecord(f"the {mime} value is not base64") from None
     return value
+
+
+def _comm(record: dict) -> dict:
+    msg_type = record.get("msg_type")
+    if msg_type not in COMM_TYPES:
+        raise BadRecord(f"a comm record's msg_type is one of {', '.join(COMM_TYPES)}")
+    content = _typed(record, "content", dict, {})
+    comm_id = content.get("comm_id")
+    if not isinstance(comm_id, str) or not comm_id:
+        raise BadRecord("a comm record needs content.comm_id")
+    checked = {"comm_id": comm_id, "data": _typed(content, "data", dict, {})}
+    if msg_type == "comm_open":
+        target = content.get("target_name")
+        if not isinstance(target, str):
+            raise BadRecord("a comm_open record needs content.target_name")
+        checked["target_name"] = target
+        if isinstance(content.get("target_module"), str):
+            checked["target_module"] = content["target_module"]
+    return {"output_type": COMM, "msg_type": msg_type, "content": checked}
 
 
 def _error(record: dict) -> dict:

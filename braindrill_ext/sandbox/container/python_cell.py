@@ -1,6 +1,6 @@
-# Braindrill's Python sandbox, part 3 of 4 (after python_output.py and python_state.py, before
-# prestart.py): a notebook cell as ipykernel runs it. See python_output.py for how the parts make
-# one program.
+# Braindrill's Python sandbox, part 4 of 6 (after python_output.py, python_state.py and
+# python_files.py, before python_run.py): a notebook cell as ipykernel runs it. See
+# python_output.py for how the parts make one program.
 #
 # - run_cell: the code through IPython's shell, with the kernel's earlier cells as its history
 #   (HISTORY: %history, In), get_ipython().kernel for code written against ipykernel's
@@ -37,6 +37,7 @@ def run_cell(shell, path, count, answers, asks):
     state["shell"] = shell
     if asks:
         ask_front_end(answers)
+    install_comms()
     if records["token"]:
         sys.stderr = StderrRecords()
     restore_namespace(shell.user_ns)
@@ -114,6 +115,26 @@ class KernelShim:
                 msg_type = msg_or_type
             if stream == "iopub" and isinstance(content, dict) and msg_type in DISPLAY_TYPES:
                 write_record({"output_type": msg_type, **content})
+
+
+def install_comms():
+    """comm's create_comm for a cell (ipywidgets and other comm users call it): its comm_open,
+    comm_msg and comm_close become comm records, which the kernel publishes on IOPub. A comm
+    kept in a variable is carried to the next cell by reference (python_state.py)."""
+    try:
+        import comm
+        from comm.base_comm import BaseComm
+    except Exception:
+        return
+
+    class Comm(BaseComm):
+        def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+            content = {"comm_id": self.comm_id, "data": data or {}}
+            content.update({k: v for k, v in keys.items() if k in ("target_name", "target_module")})
+            write_record({"output_type": "comm", "msg_type": msg_type, "content": content})
+
+    comm.create_comm = Comm
+    state["comm"] = Comm
 
 
 DISPLAY_TYPES = ("display_data", "update_display_data", "execute_result", "clear_output")

@@ -1,7 +1,7 @@
-# Braindrill's Python sandbox, part 1 of 4: what a cell shows. The prestart runs the text of
-# python_output.py, python_state.py, python_cell.py and prestart.py joined, as one program (the
-# kernelspec's prestart "script" list; braindrill_ext/languages.py): later parts use what
-# earlier ones define.
+# Braindrill's Python sandbox, part 1 of 6: what a cell shows. The prestart runs the text of
+# python_output.py, python_state.py, python_files.py, python_cell.py, python_run.py and
+# prestart.py joined, as one program (the kernelspec's prestart "script" list;
+# braindrill_ext/languages.py): later parts use what earlier ones define.
 #
 # Output records (braindrill_ext/protocol.py, OUTPUT_MARK): one Jupyter output as framed JSON on
 # fd 1, in order with what the program printed; the files a program leaves in $BRAINDRILL_DISPLAY

@@ -240,3 +240,22 @@ def test_an_uncaught_exception_is_one_error_in_javascript_and_typescript(start, 
     assert stream_text(messages, "stderr") == "", messages
     reply, messages = execute_cell(kc, "Promise.reject(new Error('later'));")
     assert (reply["ename"], reply["evalue"]) == ("Error", "later"), reply
+
+
+def test_comms_go_out_on_iopub_and_a_message_to_an_ended_cell_gets_a_note(start):
+    _, kc = start("python")
+    code = "from comm import create_comm\nc = create_comm('braindrill-test', data={'a': 1})"
+    messages = ok(kc, code)
+    opened = [m["content"] for m in messages if m["msg_type"] == "comm_open"]
+    assert len(opened) == 1 and opened[0]["target_name"] == "braindrill-test", messages
+    assert opened[0]["data"] == {"a": 1}
+    comm_id = opened[0]["comm_id"]
+    messages = ok(kc, "c.send({'b': 2})")  # the comm, carried to the next cell
+    sent = [m["content"] for m in messages if m["msg_type"] == "comm_msg"]
+    assert sent == [{"comm_id": comm_id, "data": {"b": 2}}], messages
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"c": 3}}))
+    seen = []
+    while not any(m["msg_type"] == "comm_close" for m in seen):
+        seen.append(kc.get_iopub_msg(timeout=TIMEOUT))
+    notes = [m["content"]["text"] for m in seen if m["msg_type"] == "stream"]
+    assert any(f"comm {comm_id} cannot receive messages" in note for note in notes), seen

@@ -4,8 +4,8 @@ their outputs compared as nbclient compares them (``normalize_output`` and
 ``assert_notebooks_equal`` of nbclient's ``tests/test_client.py``, BSD-3, adapted: SVG compared
 in XML's canonical form instead of through xmltodict).
 
-Left out, and why: ``JupyterWidgets.ipynb`` (ipywidgets needs a live kernel process to keep its
-models: a cell's sandbox ends with the cell) and ``Other Comms.ipynb`` (the same for comms).
+Left out, and why: ``JupyterWidgets.ipynb`` (ipywidgets is not in the images, and its models need
+a live kernel process: a cell's sandbox ends with the cell).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.usefixtures("embedded_engine")
 FILES = Path(__file__).parent / "nbclient_notebooks"
 NOTEBOOKS = {
+    "Other Comms.ipynb": {},  # comm_open and comm_msg go out on IOPub
     "Clear Output.ipynb": {},
     "Empty Cell.ipynb": {},
     "Factorials.ipynb": {},

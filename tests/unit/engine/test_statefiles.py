@@ -1,6 +1,6 @@
 """A state's files read and written by the server (``engine/statefiles.py``), without Docker:
 the paths it refuses, the tar it writes (restored by the sandbox's own reader, ``untar`` of
-``container/python_state.py``, and by tar, the bootstrap's), the variables' pickle carried
+``container/python_files.py``, and by tar, the bootstrap's), the variables' pickle carried
 byte for byte, the caps, and the files ``return_files`` brings back."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def sandbox_state(files: dict[str, bytes], namespace: bytes | None = PICKLE) -> 
     """A state as the Python sandbox sends it (``send_state``: its own USTAR headers, the
     variables first, then zero padding up to the announced size)."""
     program = {}
-    exec(programs.text("python_state.py"), program)
+    exec(programs.text("python_files.py"), program)
     out = io.BytesIO()
     entries = ([(NAMESPACE, namespace)] if namespace is not None else []) + list(files.items())
     for path, data in entries:
@@ -46,9 +46,9 @@ def sandbox_state(files: dict[str, bytes], namespace: bytes | None = PICKLE) -> 
 
 
 def sandbox_restore(blob: bytes, into) -> dict[str, bytes]:
-    """What the Python sandbox's restore (``untar`` of python_state.py) makes of ``blob``."""
+    """What the Python sandbox's restore (``untar`` of python_files.py) makes of ``blob``."""
     program = {}
-    exec(programs.text("python_state.py"), program)
+    exec(programs.text("python_files.py"), program)
 
     class Source:
         def __init__(self):

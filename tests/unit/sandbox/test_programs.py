@@ -16,9 +16,15 @@ from braindrill_ext.sandbox import programs
 from braindrill_ext.sandbox import protocol as p
 
 PROGRAMS = (
-    "bootstrap.sh", "node_cell.js", "prestart.py", "python_cell.py", "python_output.py",
-    "python_state.py", "runner.py",
-)  # fmt: skip
+    "bootstrap.sh",
+    "node_cell.js",
+    "prestart.py",
+    "python_cell.py",
+    "python_files.py",
+    "python_output.py",
+    "python_state.py",
+    "runner.py",
+)  # fmt: skip  (runner_sandbox.py and python_run.py write no constant of the protocol)
 # What each program writes of the protocol (and so must say it writes).
 WRITES = {
     "bootstrap.sh": {
@@ -28,9 +34,8 @@ WRITES = {
     "node_cell.js": {"OUTPUT_MARK"},
     "prestart.py": {"EXIT_MARK", "NO_PAYLOAD"},
     "python_output.py": {"OUTPUT_MARK", "DISPLAY_DIR"},
-    "python_state.py": {
-        "STATE_MARK", "STATE_SAME", "WORKDIR", "JOB_DIR", "NAMESPACE", "PYTHON_LIB",
-    },
+    "python_state.py": {"WORKDIR", "NAMESPACE", "PYTHON_LIB"},
+    "python_files.py": {"STATE_MARK", "STATE_SAME", "STATE_ONLY", "JOB_DIR"},
     "python_cell.py": {"REPLY_MIME", "HISTORY"},
     "runner.py": {"RUNNER_MARK", "FRAME_TOKEN", "FRAME_DATA", "FRAME_STOP", "FRAME_INTERRUPT"},
 }  # fmt: skip
@@ -92,7 +97,8 @@ def test_the_jobs_variables_are_protocols():
     jobs = {getattr(p, name) for name in dir(p) if name.startswith("JOB_") and name != "JOB_DIR"}
     environment = {"BD_PRESTART"}  # a container's environment, not the job
     read = set()
-    for name in ("bootstrap.sh", "prestart.py", "python_cell.py", "python_state.py"):
+    readers = ("bootstrap.sh", "prestart.py", "python_cell.py", "python_run.py", "python_files.py")
+    for name in readers:
         read |= set(re.findall(r"\bBD_[A-Z_]+\b", programs.text(name))) - environment
     assert read <= jobs, f"read but not in protocol.py: {read - jobs}"
     assert jobs <= read, f"in protocol.py but read by no program: {jobs - read}"

@@ -134,6 +134,25 @@ def test_a_stream_record_is_text_of_a_named_stream():
         parse(record(output_type="stream", name="stdin", text="x"))
 
 
+def test_a_comm_record_is_a_checked_comm_message():
+    opened = record(
+        output_type="comm",
+        msg_type="comm_open",
+        content={"comm_id": "c1", "target_name": "t", "data": {"x": 1}, "extra": "dropped"},
+    )
+    assert parse(opened) == {
+        "output_type": "comm",
+        "msg_type": "comm_open",
+        "content": {"comm_id": "c1", "data": {"x": 1}, "target_name": "t"},
+    }
+    with pytest.raises(BadRecord, match="msg_type is one of"):
+        parse(record(output_type="comm", msg_type="execute_request", content={"comm_id": "c"}))
+    with pytest.raises(BadRecord, match=r"needs content\.comm_id"):
+        parse(record(output_type="comm", msg_type="comm_msg", content={"data": {}}))
+    with pytest.raises(BadRecord, match=r"needs content\.target_name"):
+        parse(record(output_type="comm", msg_type="comm_open", content={"comm_id": "c"}))
+
+
 # -- what does not ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("raw", [b"", b"not json", b'{"output_type": ', b"\xff\xfe", b"{'a': 1}"])
 def test_not_json_is_refused(raw):
