@@ -49,7 +49,9 @@ def restore_namespace(namespace):
                 return shell if not pid[1] else getattr(shell, pid[1], None)
             if isinstance(pid, tuple) and pid[:1] == ("comm",) and len(pid) == 3:
                 made = state.get("comm")  # opened by an earlier cell: not opened again
-                return made and made(comm_id=pid[1], target_name=pid[2], primary=False)
+                if made is None or not pid[1]:
+                    return made
+                return made(comm_id=pid[1], target_name=pid[2], primary=False)
             if isinstance(pid, tuple) and pid[:1] == ("closed",) and len(pid) == 4:
                 return closed_file(*pid[1:])
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
@@ -170,6 +172,8 @@ def namespace_pickler(cloudpickle, namespace):
             name = refs.get(id(obj))
             if name is not None and (getattr(shell, name) if name else shell) is obj:
                 return ("shell", name)
+            if made_comm is not None and obj is made_comm:  # comm.create_comm, imported by name
+                return ("comm", "", "")
             if made_comm is not None and isinstance(obj, made_comm):
                 return ("comm", obj.comm_id, obj.target_name)
             if isinstance(obj, io.IOBase) and obj.closed:
