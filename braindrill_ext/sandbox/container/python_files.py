@@ -21,12 +21,8 @@ def read_only():
         return None
 
 
-def state_snapshot(source):
-    """What the state is now: the work directory's regular files (but JOB_DIR and the source
-    file) with their size, time and mode, and the pickled variables' size and digest. Taken
-    when the state was restored, and again after the program, to send nothing when nothing
-    changed."""
-    files = {}
+def work_files(source):
+    """(path, lstat) of the work directory's regular files but JOB_DIR's and the source file."""
     for root, dirs, names in os.walk("."):
         if root == ".":
             dirs[:] = [name for name in dirs if name != JOB_DIR]
@@ -37,7 +33,17 @@ def state_snapshot(source):
             except OSError:
                 continue
             if path != source and (info.st_mode & 0o170000) == 0o100000:
-                files[path] = (info.st_size, info.st_mtime_ns, info.st_mode)
+                yield path, info
+
+
+def state_snapshot(source):
+    """What the state is now: the work directory's regular files (but JOB_DIR and the source
+    file) with their size, time and mode, and the pickled variables' size and digest. Taken
+    when the state was restored, and again after the program, to send nothing when nothing
+    changed."""
+    files = {}
+    for path, info in work_files(source):
+        files[path] = (info.st_size, info.st_mtime_ns, info.st_mode)
     return files, namespace_digest()
 
 
@@ -66,18 +72,7 @@ def send_state(limit, token, source):
     """The state record (protocol.py): the work directory's regular files but JOB_DIR (save
     NAMESPACE, first) and the source file, smallest first, as many as fit in ``limit`` bytes of
     USTAR tar; the others are named on stderr. Exactly the announced size is written."""
-    files = []
-    for root, dirs, names in os.walk("."):
-        if root == ".":
-            dirs[:] = [name for name in dirs if name != JOB_DIR]
-        for name in names:
-            path = os.path.join(root, name)[2:]
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            if path != source and (info.st_mode & 0o170000) == 0o100000 and wanted(path):
-                files.append((info.st_size, path, info))
+    files = [(info.st_size, path, info) for path, info in work_files(source) if wanted(path)]
     files.sort()
     try:
         if state["only"] is None:
