@@ -8,9 +8,12 @@ users see.
     ├── UnknownFile              404: no such file in a session's state
     ├── InvalidRequest           400: malformed, or limits outside what the operator allows
     │   ├── WrongLanguage        400: a session used with another language than its own
-    │   └── BadFilePath          400: a path leaving the work directory, or in .braindrill/
+    │   ├── BadFilePath          400: a path leaving the work directory, or in .braindrill/
+    │   └── PackageRefused       400: packages off, a name not allowed or preloaded, a bad
+    │                            requirement, no such package, no wheel for the sandbox
     ├── PayloadTooLarge          413: code, stdin and files over the operator's size limit
-    │   └── StateTooLarge        413: a file would take a session's state past its cap
+    │   ├── StateTooLarge        413: a file would take a session's state past its cap
+    │   └── PackagesTooLarge     413: packages over Packages.max_mib for a kernel or session
     ├── TooManyRequests          429: the user is past a per-user limit (Retry-After)
     │   └── TooManySessions      429: the user has as many sessions as allowed
     ├── NoCapacity               503: the queue is full, or the wait for a slot ran out
@@ -20,7 +23,8 @@ users see.
     │       └── CannotNest       its slot runner cannot make nested sandboxes
     ├── StateBudgetFull          a state not kept: the server's memory for states is full (413
     │                            when a file upload is what does not fit)
-    └── BadState                 a kept state whose tar cannot be read (a sandbox cut it)
+    ├── BadState                 a kept state whose tar cannot be read (a sandbox cut it)
+    └── PackageIndexError        502: the package index could not be reached, or pip failed
 
     BadRecord (ValueError)       an output record from a sandbox that is not a valid output:
     └── NotJSON                  the record is dropped and the user told; nothing goes further
@@ -89,6 +93,16 @@ class StateTooLarge(PayloadTooLarge):
     """Writing a file would take a session's state past its cap (``state_mib``)."""
 
 
+class PackagesTooLarge(PayloadTooLarge):
+    """The packages of a kernel or session would take more than ``Packages.max_mib``."""
+
+
+class PackageRefused(InvalidRequest):
+    """A package that cannot be installed: installation is off, the name is not allowed (or
+    preloaded in the sandbox), the requirement is malformed, no such package exists, or it has
+    no wheel for the sandbox's Python and platform (``engine/packages.py``)."""
+
+
 class TooManyRequests(BraindrillError):
     """The user is past a per-user limit (concurrent executions or rate)."""
 
@@ -141,6 +155,11 @@ class StateBudgetFull(BraindrillError):
 
 class BadState(BraindrillError):
     """A kept state whose tar cannot be read (a sandbox cut it short while a file changed)."""
+
+
+class PackageIndexError(BraindrillError):
+    """The package index could not be reached, or ``pip download`` failed for another reason
+    than the request's."""
 
 
 class BadRecord(ValueError):

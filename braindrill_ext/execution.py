@@ -75,6 +75,11 @@ class Execution:
     # Glob patterns (relative to the work directory) of files whose contents come back in the
     # Result's ``files``, up to ``limits.return_files_bytes``.
     return_files: list[str] = field(default_factory=list)
+    # Requirements (``tabulate==0.9.0``) a REST request installs before its code runs, for its
+    # session or for itself (``engine/packages.py``); and the site tree of its owner's packages
+    # (path → bytes), set by the engine and carried in the payload under ``protocol.SITE_DIR``.
+    packages: list[str] = field(default_factory=list)
+    site: dict[str, bytes] = field(default_factory=dict, repr=False)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
@@ -117,6 +122,8 @@ class Result:
     # The files ``return_files`` asked for ({path, size, base64}), and what did not come back.
     files: list[dict] = field(default_factory=list)
     files_message: str | None = None
+    # What the request's ``packages`` installed ({name, version}, dependencies included).
+    packages: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         data = asdict(self)

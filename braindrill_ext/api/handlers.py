@@ -21,6 +21,9 @@ from ..errors import (
     HostUnavailable,
     InvalidRequest,
     NoCapacity,
+    PackageIndexError,
+    PackageRefused,
+    PackagesTooLarge,
     PayloadTooLarge,
     StateBudgetFull,
     TooManyRequests,
@@ -32,6 +35,8 @@ from . import views
 
 AUTH_RESOURCE = "braindrill"
 HOST_RETRY_AFTER_S = 5  # Retry-After when no worker host could start an execution
+# What installing a request's ``packages`` may raise (before its code runs).
+PACKAGE_ERRORS = (PackageRefused, PackagesTooLarge, PackageIndexError)
 FORMATS = {"application/json": "json", "text/plain": "text", "text/event-stream": "events"}
 SHARED_OWNER = "(server token)"  # the owner of sessions made with the server's own token
 
@@ -86,6 +91,8 @@ class BraindrillHandler(APIHandler):
             return web.HTTPError(503, str(e))  # write_error adds Retry-After
         if isinstance(e, BadState):
             return web.HTTPError(500, str(e))
+        if isinstance(e, PackageIndexError):
+            return web.HTTPError(502, str(e))
         raise e
 
 
@@ -142,7 +149,7 @@ class ExecutionHandler(BraindrillHandler):
             self._running = Running(self.sessions.run(session, execution, on_output))
         try:
             result = await self._running.result()
-        except (NoCapacity, HostUnavailable, TooManyRequests, UnknownSession) as e:
+        except (NoCapacity, HostUnavailable, TooManyRequests, UnknownSession, *PACKAGE_ERRORS) as e:
             if fmt == "events" and self._headers_written:
                 self._send_event("error", {"message": str(e)})
                 return self.finish()

@@ -8,7 +8,11 @@ The front doors (``api/``, ``kernel/``) import from this package only, and use o
 - ``execution(language, code, **fields)``: a request checked into an ``Execution``;
 - ``run(execution, on_output, state=key)`` → ``Result``; ``start(...)`` → ``Running``, to await
   and cancel; a ``state`` key restores and keeps a kernel's or session's state;
-- ``drop_state(key)``, ``state_bytes(key)``, ``keeps_kernel_state``;
+- ``run(..., packages=key)``: the packages of ``key`` (default: the ``state`` key) on the
+  program's ``sys.path``; an execution's ``packages`` (REST) are installed first;
+- ``install_packages(key, requirements, language)``, ``uninstall_packages(key, names,
+  language)`` → ``Report``; ``installed_packages(key)``: a kernel's ``%pip`` (``packages.py``);
+- ``drop_state(key)`` (the packages too), ``state_bytes(key)``, ``keeps_kernel_state``;
 - ``state_files(key)``, ``read_state_file(key, path)``, ``write_state_file(key, path, data,
   language)``, ``delete_state_file(key, path)``: a state's files (``statefiles.py``), for a
   session's files over REST and MCP; the caller serializes them with the state's executions;

@@ -42,6 +42,7 @@ from .audit import audit_line
 from .fairness import UserLimits
 from .files import StateFileAccess
 from .limits import LimitsPolicy
+from .packages import PackageAccess, Packages
 from .placement import Placement
 from .pool import HostPool, WarmPools
 from .running import Control, Running
@@ -53,7 +54,7 @@ VERSION_WAIT_S = 15.0  # describe_language waits this long for a runtime's versi
 STOP_WAIT_S = 15.0  # at shutdown, the executions still running get this long to be removed
 
 
-class ExecutionEngine(StateFileAccess, LoggingConfigurable):
+class ExecutionEngine(StateFileAccess, PackageAccess, LoggingConfigurable):
     """Runs executions on worker hosts: one bounded FIFO queue, the least-loaded schedulable host,
     a transparent retry on another host when one fails before the code started, ``worker_lost``
     when one fails mid-run, health checks, and a reaper for containers a crash left behind.
@@ -133,6 +134,7 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
     versions = Instance(ImageVersions)
     fairness = Instance(UserLimits)
     states = Instance(StateStore)
+    packages = Instance(Packages)
 
     @classmethod
     def section_names(cls) -> list[str]:
@@ -163,6 +165,10 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
     @default("states")
     def _default_states(self):
         return StateStore(parent=self)
+
+    @default("packages")
+    def _default_packages(self):
+        return Packages(parent=self)
 
     @default("versions")
     def _default_versions(self):
@@ -235,7 +241,7 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
         return self.limits.defaults(language)
 
     async def run(
-        self, execution: Execution, on_output=None, state: str | None = None, control=None
+        self, execution: Execution, on_output=None, state=None, control=None, packages=None
     ) -> Result:
         """Run one execution on some worker host and return its Result.
 
@@ -248,13 +254,15 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
         Cancelling it kills and removes the sandbox. The sandbox is removed after the result is
         returned; its slot is held until then. Every execution gets an audit line. A ``tool``
         execution (completion, help) starts from the state and never changes it. ``control``
-        (``Running``'s) is given the sandbox while it runs.
+        (``Running``'s) is given the sandbox while it runs. The packages of ``packages`` (a
+        key; default: ``state``) are on its ``sys.path``; ``execution.packages`` installs first.
         """
         if state is not None:
             execution.state = self.states.get(state)
         queued_at = time.monotonic()
         try:
             with self.fairness.admit(execution.user):
+                installed = await self._with_packages(execution, packages or state)
                 result, container = await self.placement.run(execution, on_output, control)
         except BraindrillError as e:
             self.log.info(
@@ -264,6 +272,7 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
             )
             raise
         result.queued_ms = (time.monotonic() - queued_at) * 1000 - result.duration_ms
+        result.packages = installed
         metrics.record(result, time.monotonic() - queued_at)
         self.log.info(*audit_line(self.audit_format, execution, result, container=container))
         if state is not None and not execution.tool:
@@ -274,10 +283,10 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
         result.state = None  # kept in the store, or dropped: never handed on
         return result
 
-    def start(self, execution: Execution, on_output=None, state: str | None = None) -> Running:
+    def start(self, execution: Execution, on_output=None, state=None, packages=None) -> Running:
         """``run`` as a ``Running`` a front door awaits, and may cancel, interrupt or answer."""
         control = Control()
-        running = Running(self.run(execution, on_output, state, control), control)
+        running = Running(self.run(execution, on_output, state, control, packages), control)
         self._running.add(running)
         running.task.add_done_callback(lambda _: self._running.discard(running))
         return running
@@ -288,8 +297,9 @@ class ExecutionEngine(StateFileAccess, LoggingConfigurable):
         return self.states.kernels
 
     def drop_state(self, key: str) -> None:
-        """Forget a kernel's or session's state (a restart, a shutdown, ``%reset``, its end)."""
+        """Forget a kernel's or session's state and packages (restart, shutdown, %reset, end)."""
         self.states.drop(key)
+        self.packages.drop(key)
 
     def state_bytes(self, key: str) -> int:
         return self.states.size(key)

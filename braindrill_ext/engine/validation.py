@@ -20,10 +20,13 @@ from ..execution import Execution, Limits
 from ..sandbox.protocol import JOB_DIR
 from .limits import LIMIT_FIELDS, REQUESTABLE, LimitsPolicy
 from .statefiles import check_patterns
+from .wheels import parse_requirements
 
 JSON_FIELDS = (
     "code", "stdin", "args", "files", "limits", "interactive", "session", "return_files",
+    "packages",
 )  # fmt: skip
+MAX_PACKAGES = 32  # requirements in one request's ``packages``
 SESSION_FIELDS = ("language",)  # POST /braindrill/sessions
 SESSION_BODY_BYTES = 4096
 LIMITS_MAGIC = "%%limits"
@@ -124,6 +127,7 @@ def make_execution(
     execution_count=0,
     user="",
     return_files=None,
+    packages=None,
     **cell,
 ) -> Execution:
     """Check one request and make its Execution. Raises UnknownLanguage, InvalidRequest or
@@ -147,6 +151,10 @@ def make_execution(
     if not isinstance(interactive, bool):
         raise InvalidRequest("'interactive' must be true or false")
     return_files = check_patterns([] if return_files is None else return_files)
+    packages = [] if packages is None else packages
+    parse_requirements(packages)  # the syntax; the engine applies the operator's policy
+    if len(packages) > MAX_PACKAGES:
+        raise InvalidRequest(f"'packages' lists {len(packages)}; at most {MAX_PACKAGES}")
     _check_size(policy, code, stdin, files)
     return Execution(
         lang,
@@ -159,6 +167,7 @@ def make_execution(
         execution_count=execution_count,
         user=user,
         return_files=return_files,
+        packages=[item.strip() for item in packages],
         **cell,
     )
 

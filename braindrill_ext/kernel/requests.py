@@ -24,6 +24,7 @@ from .cells import (
     refused_content,
     split_state_magic,
 )
+from .pip import run_pip, split_pip
 
 FLUSH_S = 0.05  # output is sent at most this long after the container wrote it
 TOOL_TIMEOUT_S = 2.0  # a completion or help request past this gets an empty answer
@@ -122,7 +123,8 @@ class KernelRequests:
             self._folder_synced = None
         try:
             limits, code = split_limits(code)
-            if not code.strip():
+            pips, code = split_pip(code) if self.language.prestart else ([], code)
+            if not code.strip() and not pips:
                 return {"status": "ok"}
             python = bool(self.language.prestart)
             execution = self.engine.execution(
@@ -143,6 +145,14 @@ class KernelRequests:
                 self._publish("stream", {"name": name, "text": text}, msg)
 
         streams = StreamCoalescer(publish)
+        if pips:  # before the rest of the cell, which imports what they install
+
+            def say(text):
+                publish("stdout", text)
+
+            failed = await run_pip(self.engine, self.state_key, self.language, pips, say)
+            if failed is not None or not code.strip():
+                return {"status": "ok"} if failed is None else refused_content(failed)
 
         def on_output(kind: str, value) -> None:
             if kind == "input":
@@ -160,7 +170,7 @@ class KernelRequests:
 
         key = self.state_key if stateful else None
         before = await self._folder_in(msg, silent) if stateful and self.folder_on else None
-        self._cell = self.engine.start(execution, on_output, state=key)
+        self._cell = self.engine.start(execution, on_output, state=key, packages=self.state_key)
         try:
             result = await self._cell.result()
         except (NoCapacity, HostUnavailable, TooManyRequests) as e:
@@ -289,7 +299,8 @@ class KernelRequests:
                 tool=tool,
             )
             stateful = self.engine.keeps_kernel_state
-            running = self.engine.start(execution, state=self.state_key if stateful else None)
+            key = self.state_key if stateful else None
+            running = self.engine.start(execution, state=key, packages=self.state_key)
             result = await asyncio.wait_for(running.result(), TOOL_TIMEOUT_S + 3)
         except (BraindrillError, asyncio.TimeoutError) as e:
             self.log.info("kernel %s: no %s answer: %s", self.kernel_id, tool, e)

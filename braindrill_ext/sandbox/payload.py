@@ -73,6 +73,8 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
         entries[f"{p.JOB_DIR}/argv"] = "\0".join(argv)
         if stateful and lib:  # what pickles the variables, whatever the image has
             entries.update(python_lib())
+        for path, data in execution.site.items():  # installed packages, on sys.path
+            entries[f"{p.SITE_DIR}/{path}"] = data
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, content in entries.items():

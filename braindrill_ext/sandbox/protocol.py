@@ -110,6 +110,9 @@ NAMESPACE = f"{JOB_DIR}/namespace"  # Python's variables in a state (cloudpickle
 PYTHON_LIB = f"{JOB_DIR}/lib"  # cloudpickle's source, carried in a stateful Python payload
 REPLY_MIME = "application/vnd.braindrill.reply+json"  # a tool's answer (JOB_TOOL)
 STATE_ONLY = f"{JOB_DIR}/only"  # patterns: a state of the matching files only (return_files)
+# The packages a kernel or session installed (engine/packages.py), unpacked wheels carried in a
+# Python payload: the program puts this directory on sys.path, before site-packages.
+SITE_DIR = f"{JOB_DIR}/site"
 
 # -- stdout/stderr -------------------------------------------------------------------------------
 COMPILE_MARK = b"\x1ebraindrill-compile "

@@ -22,6 +22,7 @@ def run(source, argv, shell, job):
     path = os.path.abspath(source)
     sys.argv = argv[argv.index(source) :]
     sys.path[0] = os.path.dirname(path)
+    add_site()
     if cell:
         if lazy:
             shell = make_shell()
@@ -56,6 +57,23 @@ def run(source, argv, shell, job):
         sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
     finally:
         save_namespace(main.__dict__, {})
+
+
+def add_site():
+    """The packages the kernel or session installed, unpacked by the engine into SITE_DIR: on
+    sys.path before the image's site-packages (so that they win over its copies), after the
+    standard library. A module the template imported already (a preload) stays as it is."""
+    site = os.path.abspath(".braindrill/site")  # protocol.SITE_DIR
+    if not os.path.isdir(site):
+        return
+    at = next(
+        (i for i, p in enumerate(sys.path) if p.endswith(("site-packages", "dist-packages"))),
+        len(sys.path),
+    )
+    sys.path.insert(at, site)
+    import importlib
+
+    importlib.invalidate_caches()
 
 
 def make_shell():

@@ -271,6 +271,7 @@ def test_json_fields_are_given_as_sent(policy):
         "interactive": True,
         "session": "0123abcd",
         "return_files": ["*.png"],
+        "packages": ["tabulate==0.9.0"],
     }
     assert set(data) == set(JSON_FIELDS)
     assert parse_body(json.dumps(data).encode(), "application/json", policy.code_bytes) == data
