@@ -57,7 +57,6 @@ class Runner(Sandbox):
     another; ``destroy()`` removes it."""
 
     HOST_CONFIG = {"MaskedPaths": MASKED_PATHS, "ReadonlyPaths": []}
-    BACKSTOP = ("timeout", "--foreground", "-s", "KILL")
 
     def __init__(self, *args, max_executions=1000, max_age_s=600.0, seccomp=None, **kwargs):
         # Scripts and notebook cells alike fork the template, which holds IPython's shell

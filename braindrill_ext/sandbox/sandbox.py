@@ -32,7 +32,10 @@ class Sandbox(Removal):
 
     HOST_CONFIG: dict = {}  # HostConfig fields create_host_config has no argument for
     reads_to_the_end = True  # execute() returns once the reader is done, not at the exit reports
-    BACKSTOP = ("timeout", "-s", "KILL")  # + life_s + the program: the in-container deadline
+    # + life_s + the program: the in-container deadline. --foreground: an interrupt reaches the
+    # program once (the watchdog hands it on), not again through timeout's process group; at the
+    # backstop timeout's end ends the container's init, and the kernel kills what is left.
+    BACKSTOP = ("timeout", "--foreground", "-s", "KILL")
 
     def __init__(
         self,

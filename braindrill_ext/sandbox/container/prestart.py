@@ -233,8 +233,16 @@ def serve(shell, source):
     go, given = os.pipe()
     child = os.fork()
     if child == 0:
+        # A process group of its own: the container's `timeout` sends an interrupt to its whole
+        # group, and the program must get it once, from here (twice, the second would break
+        # into IPython's handling of the first).
+        os.setpgid(0, 0)
         os.close(given)
         execute(source, shell, go)
+    try:
+        os.setpgid(child, child)  # whichever of the two runs first
+    except OSError:
+        pass
     os.close(go)
     # An interrupt is the program's (KeyboardInterrupt), whenever it comes.
     signal.signal(signal.SIGINT, lambda *_: os.kill(child, signal.SIGINT))
