@@ -208,15 +208,18 @@ def complete(shell, code, pos):
     JEDI_S: its first inference in a fresh process loads the standard library's stubs (~1 s)."""
     from IPython.core.completer import provisionalcompleter, rectify_completions
 
+    def completions():
+        return list(rectify_completions(code, shell.Completer.completions(code, pos)))
+
     with provisionalcompleter():
-        found = list(rectify_completions(code, shell.Completer.completions(code, pos)))
+        found = completions()
         if not found and import_names(shell, code[:pos]):  # os.pa, after this cell's import os
-            found = list(rectify_completions(code, shell.Completer.completions(code, pos)))
+            found = completions()
         if not found and use_jedi(shell):
             signal.signal(signal.SIGALRM, out_of_time)
             signal.setitimer(signal.ITIMER_REAL, JEDI_S)
             try:
-                found = list(rectify_completions(code, shell.Completer.completions(code, pos)))
+                found = completions()
             except TimeoutError:
                 found = []
             finally:

@@ -37,12 +37,13 @@ async def completed(jp_fetch) -> int:
 
 @pytest.fixture
 def kernel(jp_fetch, jp_ws_fetch):
-    """Start a braindrill-python kernel through the REST API, as an async context manager
-    giving (kernel id, websocket); it is deleted at the end and no container may be left."""
+    """Start a braindrill-python kernel through the REST API (``fields``: more of the request's
+    body), as an async context manager giving (kernel id, websocket); it is deleted at the end
+    and no container may be left."""
 
     @contextlib.asynccontextmanager
-    async def kernel():
-        body = json.dumps({"name": "braindrill-python"})
+    async def kernel(**fields):
+        body = json.dumps({"name": "braindrill-python", **fields})
         response = await jp_fetch("api", "kernels", method="POST", body=body)
         kernel_id = json.loads(response.body)["id"]
         ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels")
@@ -143,21 +144,14 @@ async def test_a_notebooks_kernel_works_in_the_notebooks_folder(jp_fetch, jp_ws_
     assert await containers_left_async() == []
 
 
-async def test_a_clients_working_dir_is_never_trusted(jp_fetch, jp_ws_fetch, tmp_path):
+async def test_a_clients_working_dir_is_never_trusted(kernel, tmp_path):
     """Over a gateway a client sends KERNEL_WORKING_DIR, a path of its own machine: it is not
     a folder of this server's, and no cell reads or writes there."""
     (tmp_path / "private").mkdir()
     (tmp_path / "private" / "secret.txt").write_text("secret")
-    env = {"KERNEL_WORKING_DIR": str(tmp_path / "private")}
-    body = json.dumps({"name": "braindrill-python", "env": env})
-    kernel_id = json.loads((await jp_fetch("api", "kernels", method="POST", body=body)).body)["id"]
-    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels")
-    try:
+    async with kernel(env={"KERNEL_WORKING_DIR": str(tmp_path / "private")}) as (_, ws):
         code = "import os\nprint(sorted(n for n in os.listdir('.') if not n.startswith('.')))\n"
         code += "open('planted.txt', 'w').write('x')"
         reply, messages = await ws_execute(ws, code)
         assert reply["status"] == "ok" and stream_text(messages) == "['main.py']\n", messages
-    finally:
-        ws.close()
-        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
     assert sorted(os.listdir(tmp_path / "private")) == ["secret.txt"]
