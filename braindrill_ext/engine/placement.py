@@ -53,6 +53,7 @@ class Placement:
                 raise
             if result.status is Status.WORKER_LOST:
                 host.suspend(result.message)
+            self.host_pools[host.name].coming_back(sandbox)
             container = sandbox.container_id
             self._spawn(self._clean_up(host, sandbox, execution))
             return result, container
@@ -60,8 +61,10 @@ class Placement:
     async def _run_on(self, host, execution: Execution, on_output, control=None):
         """Run on ``host``: in a warm sandbox if its pool has one, else in a new one. Returns
         (sandbox, result); the caller removes the sandbox. On an exception it is already removed."""
-        sandbox = self.host_pools[host.name].take(execution)
+        pools = self.host_pools[host.name]
+        sandbox = await pools.take_or_wait(execution)
         if sandbox is not None:
+            pools.lend(sandbox)
             try:
                 return sandbox, await self._execute(host, sandbox, execution, on_output, control)
             except HostUnavailable as e:  # the warm container died while it waited: go cold
@@ -76,6 +79,7 @@ class Placement:
                 labels,
                 script=not execution.interactive,  # its code comes at once: IPython if used
             )
+            pools.lend(sandbox)
             try:
                 return sandbox, await self._execute(
                     host, sandbox, execution, on_output, control, cold=True
@@ -109,6 +113,7 @@ class Placement:
 
     async def destroy(self, host, sandbox) -> None:
         """Remove a sandbox; one that cannot be removed now is left to the reaper."""
+        self.host_pools[host.name].forget(sandbox)
         if not await sandbox.destroy():
             self.reaper.abandon(host, sandbox.labels[protocol.EXECUTION])
 

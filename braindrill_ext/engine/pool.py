@@ -8,8 +8,11 @@ an execution (the scheduler admits on running executions alone) and never destro
 container to make room (that would waste the engine's work creating it).
 Sizing: a language's target starts at its minimum, grows by one on every miss (up to its maximum),
 shrinks by one after ``shrink_after_s`` without a hit; an idle container older than ``ttl_s`` is
-replaced. A pool that cannot fill (image missing, engine error) backs off, and executions take the
-cold path; the reason shows in ``/braindrill/workers``.
+replaced. Slot runners come back after their execution (``recycle``): those out count toward the
+target, and a miss while one of them is coming back (its execution over, its clean check under
+way: milliseconds) waits for it rather than start a runner cold (a second of CPU). A pool that
+cannot fill (image missing, engine error) backs off, and executions take the cold path; the
+reason shows in ``/braindrill/workers``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..sandbox.protocol import EXECUTION
 CONTAINER_LIMITS = ("memory_mib", "cpus", "pids", "workdir_mib", "nofile", "compile_memory_mib")
 # A slot runner's: the others it applies before the execution (runner.py).
 RUNNER_LIMITS = ("pids", "workdir_mib", "nofile")
+RETURN_WAIT_S = 0.5  # a miss waits this long at most for a slot runner coming back
 
 
 class WarmPools(LoggingConfigurable):
@@ -87,6 +91,9 @@ class _LanguagePool:
     last_error: str | None = None
     retry_at: float = 0.0
     cells: bool = False  # warm containers for notebook cells (HostPool._pool)
+    # Slot runners out for an execution: sandbox -> whether it is coming back (execution over).
+    out: dict = dataclasses.field(default_factory=dict)
+    returned: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     @property
     def memory_mib(self) -> int:
@@ -137,11 +144,53 @@ class HostPool:
     def take(self, execution: Execution):
         """A warm sandbox for ``execution``, or None (then the caller starts a cold one). Counts a
         miss, which grows the pool, and schedules a refill."""
-        lang = execution.language
-        low, high = self._bounds(lang)
-        if high == 0:
+        pool = self._pool_for(execution)
+        if pool is None:
             return None
-        if not execution.warm:
+        sandbox = self._pop_ready(pool, execution)
+        self._count(pool, sandbox)
+        return sandbox
+
+    async def take_or_wait(self, execution: Execution):
+        """``take()``; on a miss while a slot runner of the pool is coming back, that runner
+        (up to ``RETURN_WAIT_S``; then None). The one taken is out until ``recycle``."""
+        pool = self._pool_for(execution)
+        if pool is None:
+            return None
+        sandbox = self._pop_ready(pool, execution)
+        self._count(pool, sandbox)
+        give_up = time.monotonic() + RETURN_WAIT_S
+        while sandbox is None and any(pool.out.values()) and time.monotonic() < give_up:
+            pool.returned.clear()
+            try:
+                await asyncio.wait_for(pool.returned.wait(), give_up - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+            sandbox = self._pop_ready(pool, execution)
+        return sandbox
+
+    def lend(self, sandbox) -> None:
+        """A slot runner goes out for an execution (warm or cold): it counts toward its pool's
+        target until ``recycle`` or ``forget``."""
+        if self.host.nests(sandbox.language) and hasattr(sandbox, "reusable"):
+            self._pool(sandbox.language).out[sandbox] = False
+
+    def coming_back(self, sandbox) -> None:
+        """A slot runner's execution is over: it is back in milliseconds, after its clean check."""
+        for pool in self.pools.values():
+            if sandbox in pool.out:
+                pool.out[sandbox] = True
+
+    def forget(self, sandbox) -> None:
+        """A sandbox that is not coming back (removed)."""
+        for pool in self.pools.values():
+            if pool.out.pop(sandbox, None) is not None:
+                pool.returned.set()  # a waiter goes cold now
+
+    def _pool_for(self, execution: Execution) -> _LanguagePool | None:
+        """The pool that may serve ``execution`` (None: it goes cold)."""
+        lang = execution.language
+        if self._bounds(lang)[1] == 0 or not execution.warm:
             return None
         pool = self._pool(lang, execution.interactive)
         if pool.language != lang:  # a variant (another run command, no prestart): go cold
@@ -150,24 +199,30 @@ class HostPool:
         fixed = RUNNER_LIMITS if self.host.nests(lang) else CONTAINER_LIMITS
         if any(getattr(execution.limits, k) != getattr(pool.limits, k) for k in fixed):
             return None
-        sandbox = None
-        while pool.ready and sandbox is None:
+        return pool
+
+    def _pop_ready(self, pool: _LanguagePool, execution: Execution):
+        while pool.ready:
             candidate, born = pool.ready.popleft()
             if time.monotonic() - born < self.policy.ttl_s and _lasts(candidate, execution):
-                sandbox = candidate
-            else:
-                self._spawn(self._destroy(candidate))
+                return candidate
+            self._spawn(self._destroy(candidate))
+        return None
+
+    def _count(self, pool: _LanguagePool, sandbox) -> None:
+        """A hit, or a miss (which grows the pool); then a refill."""
         if sandbox is None:
+            low, high = self._bounds(pool.language)
             pool.misses += 1
             pool.target = min(high, max(pool.target + 1, low, 1))
         else:
             pool.hits += 1
         self.fill()
-        return sandbox
 
     def recycle(self, sandbox) -> bool:
         """Take back a slot runner after its execution if it may run another (``reusable``) and
         its pool has room; False: the caller removes it. A container is never reused."""
+        self.forget(sandbox)
         if self._closed or not getattr(sandbox, "reusable", False) or not self.host.schedulable:
             return False
         if self._bounds(sandbox.language)[1] == 0:  # pools off: no pool made
@@ -177,9 +232,10 @@ class HostPool:
             return False
         if any(getattr(sandbox.limits, k) != getattr(pool.limits, k) for k in RUNNER_LIMITS):
             return False
-        if len(pool.ready) + pool.filling >= self._bounds(pool.language)[1]:
+        if len(pool.ready) + pool.filling + len(pool.out) >= self._bounds(pool.language)[1]:
             return False
         pool.ready.append((sandbox, sandbox.born))
+        pool.returned.set()
         return True
 
     def fill(self) -> None:
@@ -189,7 +245,7 @@ class HostPool:
         now = time.monotonic()
         for pool in sorted(self.pools.values(), key=lambda p: len(p.ready) - p.target):
             while (
-                len(pool.ready) + pool.filling < pool.target
+                len(pool.ready) + pool.filling + len(pool.out) < pool.target
                 and self.host.running + self.pooled < self.host.slots
                 and self.pooled_mib + pool.memory_mib <= self.host.memory_free_mib
                 and now >= pool.retry_at
@@ -242,7 +298,7 @@ class HostPool:
             # sandbox being destroyed must not be handed out (nor one recycled meanwhile lost).
             keep, doomed = collections.deque(), []
             for sandbox, born in pool.ready:
-                if now - born >= self.policy.ttl_s or len(keep) >= pool.target:
+                if now - born >= self.policy.ttl_s or len(keep) + len(pool.out) >= pool.target:
                     doomed.append(sandbox)
                 else:
                     keep.append((sandbox, born))

@@ -65,3 +65,83 @@ def test_scripts_and_cells_have_their_own_warm_containers_but_share_runners():
         assert pool.take(script) is None and pool.take(cell) is None  # misses: both counted
         assert set(pool.pools) == pools
         assert pool.pools["python"].cells is False
+
+
+class FakeRunner(FakeSandbox):
+    """A slot runner as the pool sees one: reusable after its execution."""
+
+    def __init__(self, language, limits):
+        super().__init__(language, limits, asyncio.Event())
+        self.reusable, self.born = True, time.monotonic()
+
+
+def runner_pool(slots=4):
+    """A pool on a host of slot runners (the pool may keep one per slot), with what its fill()
+    starts recorded instead of made."""
+    host = FakeHost("h", slots)
+    host.nests = lambda lang: True
+    lang = LanguageRegistry.from_kernelspecs().get("python")
+    limits = LimitsPolicy().defaults
+    pool = HostPool(host, WarmPools(max_size=0), dict, limits, None, logging.getLogger())
+    started = []
+
+    async def fill_one(language_pool):
+        started.append(language_pool)
+        language_pool.filling -= 1
+
+    pool._fill_one = fill_one
+    return pool, lang, limits(lang), started
+
+
+async def test_a_miss_waits_for_a_runner_coming_back_rather_than_start_one_cold():
+    """Cells back to back: the next one comes while the runner of the last one makes its clean
+    check (milliseconds). It waits for that runner, not for a cold one (a second of CPU); the
+    miss still grows the pool, so that two runners take turns from then on."""
+    pool, lang, limits, started = runner_pool()
+    runner = FakeRunner(lang, limits)
+    for cell in range(2):
+        pool.lend(runner)  # out for a cell
+        pool.coming_back(runner)  # its cell is over
+        waiting = asyncio.ensure_future(pool.take_or_wait(Execution(lang, "1", limits)))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        assert pool.recycle(runner)
+        assert await waiting is runner
+        if cell == 0:  # the first miss: a target of 1, the runner out is that one
+            assert (pool.status()["python"]["target"], len(started)) == (1, 0)
+    stats = pool.status()["python"]
+    assert (stats["misses"], stats["target"], len(started)) == (2, 2, 1)  # a second runner
+
+
+async def test_a_miss_goes_cold_when_no_runner_is_coming_back():
+    """A runner still running its execution is not waited for, and a waiter goes cold at once
+    when the runner it waits for is removed instead of coming back."""
+    pool, lang, limits, _ = runner_pool()
+    busy = FakeRunner(lang, limits)
+    pool.lend(busy)  # running: not coming back soon
+    started = time.monotonic()
+    assert await pool.take_or_wait(Execution(lang, "1", limits)) is None
+    assert time.monotonic() - started < 0.1
+    pool.coming_back(busy)
+    waiting = asyncio.ensure_future(pool.take_or_wait(Execution(lang, "2", limits)))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    pool.forget(busy)  # not clean: removed instead
+    assert await asyncio.wait_for(waiting, 0.1) is None
+
+
+async def test_runners_out_count_toward_the_target_and_the_maximum():
+    """A pool of runners does not make a new one for each that is out running a cell: they come
+    back. And one comes back only while the pool, with those out, is under its maximum."""
+    pool, lang, limits, started = runner_pool(slots=2)  # at most 2 runners
+    runners = [FakeRunner(lang, limits) for _ in range(3)]
+    pool._pool(lang).target = 2
+    for runner in runners[:2]:
+        pool.lend(runner)
+    pool.fill()
+    assert not started  # both of the target are out
+    pool.lend(runners[2])  # a cold one besides (the pool was empty)
+    assert not pool.recycle(runners[0])  # 2 still out: three runners, two too many
+    assert pool.recycle(runners[1])  # 1 out
+    assert pool.recycle(runners[2])  # 1 ready, none out
+    assert [r for r, _ in pool._pool(lang).ready] == runners[1:]
