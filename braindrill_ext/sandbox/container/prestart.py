@@ -46,6 +46,7 @@ import sys
 
 EXIT_MARK = b"\036braindrill-exit "  # protocol.EXIT_MARK
 NO_PAYLOAD = 123  # protocol.NO_PAYLOAD: stdin closed, no code came
+CELL_MODULES = ("comm", "comm.base_comm", "getpass")  # what a cell's set-up imports
 
 
 def prepare_environment(preloads):
@@ -200,6 +201,7 @@ def template(source, preloads, lib=None):
     preload(preloads, shell)
     if shell is not None:  # IPython's first cell loads and builds what later ones reuse
         shell.run_cell("pass", store_history=False)
+        preload(CELL_MODULES, None)  # imported once here, not by every cell (python_cell.py)
     if lib:
         import_lib(lib)
     return lambda: serve(shell, source)
@@ -266,6 +268,7 @@ def serve(shell, source):
 def execute(source, shell, go):
     """The program's process: wait for its job (end of file: the payload never came), run it,
     exit with its status."""
+    rehearse(shell)
     data = b""
     while True:
         chunk = os.read(go, 65536)
@@ -292,6 +295,17 @@ def execute(source, shell, go):
     except SystemExit as e:
         code = exit_status(e.code)
     exit_now(code)
+
+
+def rehearse(shell):
+    """While the job has not come: what any cell goes through (the shell's run_cell, its
+    formatters), once, silently, as the template did. A fork shares the template's pages until
+    it writes them, and a first write copies a page: those of a cell's path are copied now,
+    not while the cell runs (~8 ms of a trivial cell)."""
+    if shell is None:
+        return
+    shell.run_cell("pass", store_history=False, silent=True)
+    shell.display_formatter.format(0)
 
 
 # A sandbox for a script (a container started for one: Sandbox.script) starts nothing before its
