@@ -80,13 +80,14 @@ def save_namespace(namespace, hidden):
         and not (name in hidden and hidden[name] is value)
     }
     path = os.path.join(WORKDIR, NAMESPACE)
-    remove_file(path)  # room for the new one (the work directory is small)
     if not names:
+        remove_file(path)
         return
     make = namespace_pickler(cloudpickle(), namespace)
     room = state["max"] - 2048  # the state's tar takes 1024 bytes of end, 512 of header, padding
-    if dump_names(make, names, path) <= room:
+    if dump_names(make, names, path, Rewrite) <= room:
         return
+    remove_file(path)  # room for what fits (the work directory is small)
     sizes, unpicklable = {}, []
     for name in sorted(names):
         counter = Counter()
@@ -114,15 +115,55 @@ def save_namespace(namespace, hidden):
         )
 
 
-def dump_names(make, names, path):
-    """Pickle ``names`` into ``path``; its size in bytes (more than any cap when it failed)."""
+def dump_names(make, names, path, opener=None):
+    """Pickle ``names`` into ``path`` (opened by ``opener``, default: written anew); its size in
+    bytes (more than any cap when it failed)."""
     try:
-        with open(path, "wb") as f:
+        with (opener or open)(path, "wb") as f:
             make(f).dump(names)
             return f.tell()
     except Exception:
         remove_file(path)
         return float("inf")
+
+
+class Rewrite:
+    """A file opened to be written whole, but written only from where it first differs (in
+    place: no room is needed for a second copy): variables that pickle as they came leave the
+    restored file untouched -- its time and inode -- and state_snapshot() sees it unchanged.
+    Comparing costs a read at memory speed; a digest of the file before and after cost two."""
+
+    def __init__(self, path, mode):
+        try:
+            self.file, self.same = open(path, "r+b"), True
+        except OSError:
+            self.file, self.same = open(path, "wb"), False
+
+    def write(self, data):
+        if self.same:
+            at, view = self.file.tell(), memoryview(data).cast("B")
+            for start in range(0, len(view), 1 << 20):  # a large array's bytes: 1 MiB at a time
+                piece = view[start : start + (1 << 20)]
+                if self.file.read(len(piece)) != piece:
+                    self.same = False
+                    self.file.seek(at)
+                    break
+            else:
+                return len(view)
+        return self.file.write(data)
+
+    def tell(self):
+        return self.file.tell()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *failed):
+        try:
+            if not (self.same and not self.file.read(1)):
+                self.file.truncate()  # where the new pickle ends
+        finally:
+            self.file.close()
 
 
 def remove_file(path):

@@ -445,3 +445,25 @@ def test_links_and_special_files_are_not_carried(kernel):
     ok(kc, "import os\nos.symlink('/etc/hostname', 'link')\nos.mkfifo('fifo')\nopen('/tmp/t', 'w')")
     messages = ok(kc, "import os\nprint([os.path.lexists(p) for p in ('link', 'fifo', '/tmp/t')])")
     assert stream_text(messages) == "[False, False, False]\n"
+
+
+def test_a_cell_that_leaves_the_state_as_it_came_sends_nothing_back(kernel, embedded_engine):
+    """Variables that pickle as they came and files left alone: the sandbox says so and the
+    state kept is the very same one (no digest of it is taken: the pickle is compared with the
+    restored file as it is written, which stays untouched). A value changed in place, to one of
+    the same size, is a new state; so is a smaller one. (The first cell after the one that made
+    the variables may send them back once: pickle writes a string shared by two names once, and
+    an unpickled module's name is no longer the very string of its key.)"""
+    km, kc = kernel("python")
+    ok(kc, "import os\nxs = [1, 2, 3]\nblob = os.urandom(1 << 20)")
+    ok(kc, "pass")
+    states, key = embedded_engine.states, km.provisioner.kernel.state_key
+    first = states.get(key)
+    for code in ("len(blob) + sum(xs)", "print(sorted(xs))", "[x * 2 for x in xs]"):
+        ok(kc, code)
+        assert states.get(key) is first, code
+    ok(kc, "xs[0] = 9")  # the same size, another value
+    assert states.get(key) is not first
+    ok(kc, "del blob")
+    assert result_text(ok(kc, "xs, 'blob' in globals()")) == "([9, 2, 3], False)"
+    assert len(states.get(key)) <= len(first) - (1 << 20)  # without the blob
