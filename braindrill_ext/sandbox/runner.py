@@ -186,8 +186,10 @@ class Runner(Sandbox):
         self.reusable, self._report, self._stop = False, None, None
         self._number = self.executions + 1
         self.limits = execution.limits  # the run limit the compile step's go-ahead sets
+        wanted = self._limits_of(execution.limits, start=True)
         try:
-            await self.host.call(self._update_sync, self._limits_of(execution.limits, start=True))
+            if any(self._applied.get(k) != v for k, v in wanted.items()):  # else no engine call
+                await self.host.call(self._update_sync, wanted)
         except TRANSPORT_ERRORS as e:  # a warm runner that cannot take it: the caller goes cold
             reason = f"cannot set its runner's limits: {reason_of(e)}"
             raise HostUnavailable(self.host.name, reason) from e
