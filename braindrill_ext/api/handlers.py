@@ -121,6 +121,7 @@ class ExecutionHandler(BraindrillHandler):
     """
 
     _running: Running | None = None
+    _client_gone = False  # on_connection_close: nobody waits for the answer
 
     @web.authenticated
     @authorized
@@ -156,9 +157,15 @@ class ExecutionHandler(BraindrillHandler):
             raise self.engine_error(e) from e
         finally:
             self._running = None
-        if result is None:
-            self.log.info("client went away; execution %s cancelled", execution.id)
-            return
+        if result is None:  # stopped: the client went away, or the server is stopping
+            if self._client_gone:
+                self.log.info("client went away; execution %s cancelled", execution.id)
+                return
+            stopping = "the server is shutting down: the execution was stopped; send it again"
+            if fmt == "events" and self._headers_written:
+                self._send_event("error", {"message": stopping})
+                return self.finish()
+            raise web.HTTPError(503, stopping)
         if fmt == "events":
             self._send_event("result", result.to_json())
             self.finish()
@@ -179,6 +186,7 @@ class ExecutionHandler(BraindrillHandler):
         return super().finish(chunk)
 
     def on_connection_close(self):
+        self._client_gone = True
         if self._running is not None:
             self._running.cancel()
 

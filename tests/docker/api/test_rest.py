@@ -150,6 +150,25 @@ async def test_event_stream_arrives_while_running(
     assert last - first > 1.0
 
 
+async def test_a_request_stopped_by_the_server_shutting_down_gets_a_503(jp_fetch, engine):
+    """At shutdown the engine stops the executions still running and removes their sandboxes: a
+    client still waiting is told so (503, send it again), not answered with an empty body."""
+    waiting = asyncio.ensure_future(
+        jp_fetch("lang", "python", method="POST", body="import time\ntime.sleep(60)")
+    )
+    assert await eventually(
+        lambda: any(
+            r.control.sandbox is not None and r.control.sandbox.running for r in engine._running
+        )
+    )
+    await engine.stop()
+    with pytest.raises(HTTPClientError) as raised:
+        await asyncio.wait_for(waiting, 30)
+    assert raised.value.code == 503
+    assert "shutting down" in json.loads(raised.value.response.body)["message"]
+    assert await eventually(lambda: not leftover_containers())
+
+
 async def test_languages_listing(jp_fetch):
     response = await jp_fetch("lang")
     languages = {lang["name"]: lang for lang in json.loads(response.body)["languages"]}
