@@ -360,7 +360,12 @@ def runner_memory(language: str) -> list:
             c for c in client.containers.list(filters={"label": ["braindrill.pooled=1"]})
             if c.attrs["Config"]["Image"] == image
         ]  # fmt: skip
-        tops = [client.api.top(c.id, ps_args="-o pid,ppid,args")["Processes"] for c in found]
+        tops = []
+        for c in found:  # a runner the pool removes meanwhile (one too many) is gone
+            try:
+                tops.append(client.api.top(c.id, ps_args="-o pid,ppid,args")["Processes"])
+            except docker.errors.NotFound:
+                continue
     finally:
         client.close()
     top = max(tops, key=len)
