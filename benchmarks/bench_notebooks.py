@@ -350,7 +350,7 @@ def memory() -> None:
 
 
 def runner_memory(language: str) -> list:
-    """The memory figures of the busiest runner of ``language`` (the one running the cell)."""
+    """The memory figures of the runner of ``language`` running the cell."""
     import docker
 
     image = language_image(language)
@@ -368,7 +368,17 @@ def runner_memory(language: str) -> list:
                 continue
     finally:
         client.close()
-    top = max(tops, key=len)
+    figures = []
+    for top in tops:  # the runner running the cell: its sandbox has the most private pages
+        try:
+            figures.append(runner_figures(top))
+        except (OSError, StopIteration, ValueError):
+            continue  # a runner going away meanwhile
+    return max(figures, key=lambda row: row[-1])
+
+
+def runner_figures(top) -> list:
+    """Template RSS and PSS, relay RSS and the sandbox's USS of one runner (``docker top``)."""
     procs = {int(p): (int(pp), args) for p, pp, args in top}
     relay = next(p for p, (pp, args) in procs.items() if "python3" in args and
                  procs.get(pp, (0, ""))[1].startswith("timeout"))  # fmt: skip
