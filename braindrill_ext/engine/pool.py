@@ -172,8 +172,9 @@ class HostPool:
     def lend(self, sandbox) -> None:
         """A slot runner goes out for an execution (warm or cold): it counts toward its pool's
         target until ``recycle`` or ``forget``."""
-        if self.host.nests(sandbox.language) and hasattr(sandbox, "reusable"):
-            self._pool(sandbox.language).out[sandbox] = False
+        pool = self._runners_pool(sandbox)
+        if pool is not None:
+            pool.out[sandbox] = False
 
     def coming_back(self, sandbox) -> None:
         """A slot runner's execution is over: it is back in milliseconds, after its clean check."""
@@ -186,6 +187,15 @@ class HostPool:
         for pool in self.pools.values():
             if pool.out.pop(sandbox, None) is not None:
                 pool.returned.set()  # a waiter goes cold now
+
+    def _runners_pool(self, sandbox) -> _LanguagePool | None:
+        """The pool a slot runner belongs to: the one of its language, made by a take(). None
+        for a container, and for a runner of a variant of the language (a version probe's, or
+        one with another run command), which must never make or join the language's pool."""
+        if not (self.host.nests(sandbox.language) and hasattr(sandbox, "reusable")):
+            return None
+        pool = self.pools.get(sandbox.language.name)
+        return pool if pool is not None and pool.language == sandbox.language else None
 
     def _pool_for(self, execution: Execution) -> _LanguagePool | None:
         """The pool that may serve ``execution`` (None: it goes cold)."""
@@ -225,10 +235,8 @@ class HostPool:
         self.forget(sandbox)
         if self._closed or not getattr(sandbox, "reusable", False) or not self.host.schedulable:
             return False
-        if self._bounds(sandbox.language)[1] == 0:  # pools off: no pool made
-            return False
-        pool = self._pool(sandbox.language)
-        if pool.language != sandbox.language:
+        pool = self._runners_pool(sandbox)
+        if pool is None:
             return False
         if any(getattr(sandbox.limits, k) != getattr(pool.limits, k) for k in RUNNER_LIMITS):
             return False

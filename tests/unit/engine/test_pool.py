@@ -93,11 +93,17 @@ def runner_pool(slots=4):
     return pool, lang, limits(lang), started
 
 
+def language_pool(pool, lang):
+    """The language's pool, as the first take() makes it."""
+    return pool._pool(lang)
+
+
 async def test_a_miss_waits_for_a_runner_coming_back_rather_than_start_one_cold():
     """Cells back to back: the next one comes while the runner of the last one makes its clean
     check (milliseconds). It waits for that runner, not for a cold one (a second of CPU); the
     miss still grows the pool, so that two runners take turns from then on."""
     pool, lang, limits, started = runner_pool()
+    language_pool(pool, lang)
     runner = FakeRunner(lang, limits)
     for cell in range(2):
         pool.lend(runner)  # out for a cell
@@ -117,6 +123,7 @@ async def test_a_miss_goes_cold_when_no_runner_is_coming_back():
     """A runner still running its execution is not waited for, and a waiter goes cold at once
     when the runner it waits for is removed instead of coming back."""
     pool, lang, limits, _ = runner_pool()
+    language_pool(pool, lang)
     busy = FakeRunner(lang, limits)
     pool.lend(busy)  # running: not coming back soon
     started = time.monotonic()
@@ -135,7 +142,7 @@ async def test_runners_out_count_toward_the_target_and_the_maximum():
     back. And one comes back only while the pool, with those out, is under its maximum."""
     pool, lang, limits, started = runner_pool(slots=2)  # at most 2 runners
     runners = [FakeRunner(lang, limits) for _ in range(3)]
-    pool._pool(lang).target = 2
+    language_pool(pool, lang).target = 2
     for runner in runners[:2]:
         pool.lend(runner)
     pool.fill()
@@ -145,3 +152,20 @@ async def test_runners_out_count_toward_the_target_and_the_maximum():
     assert pool.recycle(runners[1])  # 1 out
     assert pool.recycle(runners[2])  # 1 ready, none out
     assert [r for r, _ in pool._pool(lang).ready] == runners[1:]
+
+
+async def test_a_variants_runner_never_makes_or_joins_the_pool():
+    """The version probe's runner (the language with another run command and no prestart) comes
+    first on a new host: it must not make the language's pool as its own, or every cell after it
+    would find the pool's language another and go cold."""
+    pool, lang, limits, _ = runner_pool()
+    probe = FakeRunner(lang.variant(run=["python3", "--version"], prestart=None), limits)
+    pool.lend(probe)
+    pool.coming_back(probe)
+    assert not pool.recycle(probe) and not pool.pools
+    runner = FakeRunner(lang, limits)
+    assert pool.take(Execution(lang, "1", limits)) is None  # the language's pool, made here
+    pool.lend(runner)
+    pool.lend(probe)  # a variant's runner out: not the pool's
+    assert list(pool.pools["python"].out) == [runner]
+    assert pool.recycle(runner) and not pool.recycle(probe)
