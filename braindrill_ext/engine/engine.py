@@ -110,23 +110,18 @@ class ExecutionEngine(StateFileAccess, PackageAccess, LoggingConfigurable):
         "save → load): empty = the master's local engine (DOCKER_HOST or the local socket); "
         "'none' = only other worker hosts. Healthy worker hosts that have the image come next.",
     )
-    images = Dict(
-        config=True, help="Image per language, overriding the kernelspec's default image."
-    )
+    images = Dict(config=True, help="Image per language, overriding the kernelspec's default.")
     master_id = Unicode(
         config=True,
-        help="Name of this master in container labels (default: the "
-        "host name). Masters sharing worker hosts need distinct names.",
+        help="Name of this master in container labels (default: the host name). Masters sharing "
+        "worker hosts need distinct names.",
     )
     audit_format = Unicode(
         "text",
         config=True,
-        help="The audit line of each execution (at info level): 'text' (key=value pairs) or "
-        "'json' (one JSON object a line, for log collectors).",
+        help="Each execution's audit line (info level): 'text' (key=value) or 'json' (a line).",
     )
-    pool_interval_s = Float(
-        5.0, config=True, help="Seconds between warm-pool upkeep runs (TTL, shrink, refill)."
-    )
+    pool_interval_s = Float(5.0, config=True, help="Seconds between warm-pool upkeeps.")
 
     limits = Instance(LimitsPolicy)
     pools = Instance(WarmPools)
@@ -290,6 +285,11 @@ class ExecutionEngine(StateFileAccess, PackageAccess, LoggingConfigurable):
         self._running.add(running)
         running.task.add_done_callback(lambda _: self._running.discard(running))
         return running
+
+    def prewarm(self, language: Language) -> None:
+        """A kernel of ``language`` started: each host's pool keeps a sandbox ready for it."""
+        for pool in self.host_pools.values():
+            pool.prewarm(language)
 
     @property
     def keeps_kernel_state(self) -> bool:

@@ -169,6 +169,16 @@ class HostPool:
             sandbox = self._pop_ready(pool, execution)
         return sandbox
 
+    def prewarm(self, lang: Language) -> None:
+        """A kernel of ``lang`` started: its cells will come, and its completions, which
+        JupyterLab drops after 1 s (a runner's start takes about that): the pool keeps one."""
+        if self._bounds(lang)[1] == 0:
+            return
+        pool = self._pool(lang, cells=True)
+        if pool.language == lang:
+            pool.target, pool.last_used = max(pool.target, 1), time.monotonic()
+            self.fill()
+
     def lend(self, sandbox) -> None:
         """A slot runner goes out for an execution (warm or cold): it counts toward its pool's
         target until ``recycle`` or ``forget``."""

@@ -101,6 +101,8 @@ class BraindrillKernel(KernelRequests):
                 await self._bind(sock, name)
             # After binding: a client may connect while the engine starts (first kernel only).
             await self.engine.ensure_started()
+            if self.language.prestart:  # completions in a sandbox: one waits for the first
+                self.engine.prewarm(self.language)
         except BaseException:
             self._close_sockets()
             raise

@@ -40,8 +40,19 @@ def _need(what: str, ok: bool) -> None:
 
 @pytest.fixture
 def jupyterlab(tmp_path):
-    """A ``jupyter lab`` server on a free port; yields (base URL, token, pid); stopped after,
-    when none of its containers may be left."""
+    """A ``jupyter lab`` server on a free port, without warm pools (every container seen belongs
+    to a cell); yields (base URL, token, root); stopped after, when none of its containers may be
+    left."""
+    yield from _jupyterlab(tmp_path, warm_pools=False)
+
+
+@pytest.fixture
+def jupyterlab_warm(tmp_path):
+    """The same, with warm pools as by default."""
+    yield from _jupyterlab(tmp_path, warm_pools=True)
+
+
+def _jupyterlab(tmp_path, warm_pools: bool):
     _need("JupyterLab (pip install jupyterlab)", shutil.which("jupyter-lab") is not None)
     port, token = free_port(), secrets.token_hex(16)
     root = tmp_path / "root"
@@ -57,7 +68,7 @@ def jupyterlab(tmp_path):
             "jpserver_extensions": {"braindrill_ext": True},
         },
         "IdentityProvider": {"token": token},
-        "WarmPools": {"enabled": False},  # every container seen belongs to a cell
+        "WarmPools": {"enabled": warm_pools},
         "LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"},
     }
     config_file = tmp_path / "jupyter_server_config.json"
@@ -102,10 +113,12 @@ def _wait_until_up(url: str, token: str, proc) -> None:
         raise RuntimeError("jupyter lab did not come up")
 
 
-def _run_in_browser(jupyterlab, kernelspec, code: str, shot: str, read, keys=("Shift+Enter",)):
+def _run_in_browser(
+    jupyterlab, kernelspec, code: str, shot: str, read, keys=("Shift+Enter",), ready=None
+):
     """Open a notebook of one cell on ``kernelspec`` in JupyterLab in Chromium, press ``keys``
-    in its editor (run the cell), and return ``read(page)``; the page's screenshot is kept as
-    ``artifacts/<shot>``."""
+    in its editor (run the cell) once the kernel is idle (and ``ready()`` is true), and return
+    ``read(page)``; the page's screenshot is kept as ``artifacts/<shot>``."""
     _need(f"Chromium at {CHROMIUM} (apt-get install chromium)", os.path.exists(CHROMIUM))
     try:
         from playwright.sync_api import sync_playwright
@@ -136,6 +149,8 @@ def _run_in_browser(jupyterlab, kernelspec, code: str, shot: str, read, keys=("S
             page.locator(".jp-StatusBar-Widget").filter(
                 has_text=f"{kernelspec['display_name']} | Idle"
             ).first.wait_for(timeout=TIMEOUT_S * 1000)
+            if ready is not None:
+                assert eventually_sync(ready, TIMEOUT_S)
             editor.click()
             for key in keys:
                 page.keyboard.press(key)
@@ -181,9 +196,20 @@ def test_jupyterlab_shows_an_inline_plot(jupyterlab):
     assert width > 200 and height > 150
 
 
-def test_jupyterlab_tab_completes_in_a_sandbox(jupyterlab):
-    """Type ``import os; os.pa``, press Tab: JupyterLab's completer offers ``path``, answered
-    by IPython's completer in a sandbox holding the kernel's state."""
+def test_jupyterlab_tab_completes_in_a_sandbox(jupyterlab_warm):
+    """Open a notebook, type ``import os; os.pa``, press Tab: JupyterLab's completer offers
+    ``path``, answered by IPython's completer in a sandbox holding the kernel's state. JupyterLab
+    drops a completion that takes over 1 s, about what starting a sandbox's runner takes: the
+    kernel's start warms one (the server's default warm pools), which the Tab finds."""
+    url, token, _ = jupyterlab_warm
+
+    def warmed():  # the runner the kernel's start asked for
+        request = urllib.request.Request(
+            f"{url}/braindrill/workers", headers={"Authorization": f"token {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            pools = json.loads(response.read())["workers"][0]["pool"]
+        return pools.get("python", {}).get("ready", 0) >= 1
 
     def read(page):
         completer = page.locator(".jp-Completer")
@@ -196,5 +222,7 @@ def test_jupyterlab_tab_completes_in_a_sandbox(jupyterlab):
         "language": "python",
     }
     keys = ("End", "Tab")
-    items = _run_in_browser(jupyterlab, spec, "import os; os.pa", "jupyterlab-tab.png", read, keys)
+    items = _run_in_browser(
+        jupyterlab_warm, spec, "import os; os.pa", "jupyterlab-tab.png", read, keys, warmed
+    )
     assert any("os.path" in item.split() for item in items), items
