@@ -171,8 +171,10 @@ class HostPool:
 
     def prewarm(self, lang: Language) -> None:
         """A kernel of ``lang`` started: its cells will come, and its completions, which
-        JupyterLab drops after 1 s (a runner's start takes about that): the pool keeps one."""
-        if self._bounds(lang)[1] == 0:
+        JupyterLab drops after 1 s (a runner's start takes about that): the pool keeps one. Slot
+        runners only: a container of cells (IPython and the preloads ahead) is a second of CPU
+        per kernel start, and its pool grows on the first cell's miss as before."""
+        if self._bounds(lang)[1] == 0 or not self.host.nests(lang):
             return
         pool = self._pool(lang, cells=True)
         if pool.language == lang:
