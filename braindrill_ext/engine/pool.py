@@ -154,11 +154,10 @@ class HostPool:
     async def take_or_wait(self, execution: Execution):
         """``take()``; on a miss while a slot runner of the pool is coming back, that runner
         (up to ``RETURN_WAIT_S``; then None). The one taken is out until ``recycle``."""
-        pool = self._pool_for(execution)
+        sandbox = self.take(execution)
+        pool = self._pool_for(execution) if sandbox is None else None
         if pool is None:
-            return None
-        sandbox = self._pop_ready(pool, execution)
-        self._count(pool, sandbox)
+            return sandbox
         give_up = time.monotonic() + RETURN_WAIT_S
         while sandbox is None and any(pool.out.values()) and time.monotonic() < give_up:
             pool.returned.clear()

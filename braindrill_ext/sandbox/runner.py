@@ -170,11 +170,9 @@ class Runner(Sandbox):
     def _memory_mib(self, limit_mib: int) -> int:
         return limit_mib + self.own_mib
 
-    def _update_sync(self, wanted: dict) -> None:
-        changed = {k: v for k, v in wanted.items() if self._applied.get(k) != v}
-        if changed:
-            self.host.client.api.update_container(self.container_id, **changed)
-            self._applied.update(changed)
+    def _update_sync(self, changed: dict) -> None:
+        self.host.client.api.update_container(self.container_id, **changed)
+        self._applied.update(changed)
 
     def _start_run_sync(self) -> None:
         super()._start_run_sync()
@@ -187,9 +185,10 @@ class Runner(Sandbox):
         self._number = self.executions + 1
         self.limits = execution.limits  # the run limit the compile step's go-ahead sets
         wanted = self._limits_of(execution.limits, start=True)
+        changed = {k: v for k, v in wanted.items() if self._applied.get(k) != v}
         try:
-            if any(self._applied.get(k) != v for k, v in wanted.items()):  # else no engine call
-                await self.host.call(self._update_sync, wanted)
+            if changed:  # else no engine call
+                await self.host.call(self._update_sync, changed)
         except TRANSPORT_ERRORS as e:  # a warm runner that cannot take it: the caller goes cold
             reason = f"cannot set its runner's limits: {reason_of(e)}"
             raise HostUnavailable(self.host.name, reason) from e
