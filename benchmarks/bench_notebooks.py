@@ -2,8 +2,10 @@
 measured in the same run:
 
 1. **Run All** of an ordinary and of a data notebook (10 cells each) with nbclient's cell
-   execution, against a warm ipykernel and against Braindrill on the default kind (``auto``) and
-   on ``container``: the wall time of a Run All of a warm kernel, and each cell's p50.
+   execution, against a warm ipykernel and against Braindrill on the default kind (``auto``),
+   on it with Docker's attach stream instead of the runners' channel (``attach``: the A/B of
+   ``sandbox/channel.py``) and on ``container``: the wall time of a Run All of a warm kernel, and
+   each cell's p50. Parts 2, 3 and 6 have the same three rows; the simulator has no ``attach``.
 2. **A cell at a user's pace**: 1 s between cells, the kernel holding a few small variables;
    p50 of a cell (send → reply) for python and python-data, and ipykernel.
 3. **REST back to back**: p50 of 20 ``print("hello")`` requests sent one after the other, after
@@ -83,7 +85,10 @@ DATA = [
     "df.groupby('b').size().to_dict()",
 ]
 PACE = ["x = 1\ns = 'some text'\nitems = list(range(10))"] + ["x += 1"] * 20
-KINDS = ("auto", "container")
+KINDS = ("auto", "attach", "container")
+# "attach": the default kind with the local host's channel off (its runners keep Docker's attach
+# stream, as before the channel): what the channel saves, in the same run.
+ATTACH_HOSTS = [{"name": "local", "channel": False}]
 TIMEOUT = 300
 
 
@@ -188,7 +193,7 @@ def cell_ms(cell) -> float:
 def run_worker(kind: str, part: str) -> dict:
     """``worker`` in a subprocess whose embedded engine has kind ``kind``."""
     with tempfile.TemporaryDirectory(prefix="bench-notebooks-") as config_dir:
-        config = {"ExecutionEngine": {"sandbox": kind}, "StateStore": {"budget_mib": 2048}}
+        config = {"ExecutionEngine": engine_config(kind), "StateStore": {"budget_mib": 2048}}
         Path(config_dir, "jupyter_server_config.json").write_text(json.dumps(config))
         env = {**os.environ, "JUPYTER_CONFIG_DIR": config_dir}
         argv = [sys.executable, __file__, "--worker", kind, part, config_dir]
@@ -258,7 +263,7 @@ def state() -> None:
 # -- REST -----------------------------------------------------------------------------------------
 def server(kind: str, before: str = "") -> JupyterServer:
     config = {
-        "ExecutionEngine": {"sandbox": kind, "queue_size": 1000, "queue_timeout_s": 120},
+        "ExecutionEngine": {**engine_config(kind), "queue_size": 1000, "queue_timeout_s": 120},
     }
     env = {"PYTHONPATH": before} if before else {}
     return JupyterServer(config, name=f"{kind}{' before' if before else ''}", env=env)
@@ -295,7 +300,8 @@ def rest() -> None:
 
 
 def simulator(duration_s: float, before: str) -> None:
-    runs = [(kind, "") for kind in KINDS] + ([("nested", before)] if before else [])
+    kinds = [kind for kind in KINDS if kind != "attach"]  # long rows: the attach stream's A/B
+    runs = [(kind, "") for kind in kinds] + ([("nested", before)] if before else [])  # is above
     rows = []
     for kind, checkout in runs:
         for mult in (1, 3):
@@ -413,7 +419,14 @@ def uss(pid: int) -> float:
 
 def label(kind: str) -> str:
     return {"ipykernel": "ipykernel", "auto": "Braindrill (default: auto → nested here)",
+            "attach": "Braindrill default, attach stream (no channel)",
             "container": "Braindrill container", "nested": "Braindrill nested"}[kind]  # fmt: skip
+
+
+def engine_config(kind: str) -> dict:
+    if kind == "attach":
+        return {"sandbox": "auto", "hosts": ATTACH_HOSTS}
+    return {"sandbox": kind}
 
 
 PARTS = ("notebooks", "pace", "rest", "simulator", "memory", "state")

@@ -68,9 +68,9 @@ class ExecutionEngine(StateFileAccess, PackageAccess, LoggingConfigurable):
         config=True,
         help="Worker hosts: dicts with name, url (unix://, tcp:// or ssh://; empty = DOCKER_HOST "
         "or the local socket), slots, runtime (OCI runtime, e.g. runsc), sandbox ('auto', "
-        "'container' or 'nested'), runner_seccomp (a seccomp profile for its slot runners), "
-        "tls {ca, cert, key}, insecure (allow tcp:// without TLS), images {language: image}. "
-        "Default: the local engine.",
+        "'container' or 'nested'), runner_seccomp (its slot runners' seccomp profile), channel "
+        "(false: its runners use the attach stream, not a local socket), tls {ca, cert, key}, "
+        "insecure (tcp:// without TLS), images {language: image}. Default: the local engine.",
     )
     sandbox = Enum(
         SANDBOX_KINDS,

@@ -14,7 +14,7 @@ from .workerhost import WorkerHost
 
 HOST_KEYS = {
     "name", "url", "slots", "memory_mib", "runtime", "sandbox", "tls", "insecure", "images",
-    "runner_seccomp",
+    "runner_seccomp", "channel",
 }  # fmt: skip
 SANDBOX_KINDS = KINDS
 TLS_KEYS = {"ca", "cert", "key"}
@@ -73,6 +73,8 @@ def check_host_spec(spec, names: set) -> None:
         )
     if not isinstance(spec.get("images", {}), dict):
         raise TraitError(f"worker host {name!r}: images must be a dict of language → image")
+    if not isinstance(spec.get("channel", False), bool):
+        raise TraitError(f"worker host {name!r}: channel must be true or false (default: auto)")
     seccomp = spec.get("runner_seccomp")
     if seccomp is not None:
         try:
@@ -126,6 +128,7 @@ def make_hosts(specs: list[dict], *, image_source_url: str, api_version: str, de
             sandbox=spec.get("sandbox", defaults["sandbox"]),
             images={**defaults["images"], **spec.get("images", {})},
             runner_seccomp=_read(spec.get("runner_seccomp")),
+            channel=spec.get("channel"),
             **opts,
         )
         for spec in specs

@@ -58,6 +58,7 @@ class WorkerHost:
         lost_after_pings: int = 2,
         runner_options: dict | None = None,
         runner_seccomp: str | None = None,
+        channel: bool | None = None,
         on_image=None,
         log: logging.Logger | None = None,
     ):
@@ -74,6 +75,12 @@ class WorkerHost:
         # max_executions, max_age_s of its slot runners (the pools' policy); their seccomp
         self.runner_options = {**(runner_options or {}), "seccomp": runner_seccomp}
         self.image_overrides = images or {}
+        # Whether its slot runners talk over a socket of the server's (sandbox/channel.py) instead
+        # of the attach stream: by default when its engine is a local socket, until a runner
+        # cannot reach one (the engine's files are not the server's); why not, then.
+        local = self.client.api.base_url == "http+docker://localhost"
+        self.channel = local if channel is None else channel
+        self.channel_off: str | None = None if self.channel else "off" if local else "remote"
         self.ping_timeout_s = ping_timeout_s
         self.lost_after_pings = max(1, lost_after_pings)
         # One thread per slot reads output; the rest serve API calls (create, kill, remove...).
@@ -297,7 +304,14 @@ class WorkerHost:
             "runtime": self.runtime or None,
             "sandbox": self.kinds.setting,
             "sandboxes": self.kinds.status(),
+            "channel": self.channel_off or "socket",
         }
+
+    def no_channel(self, reason: str) -> None:
+        """A runner could not reach its channel: this host's runners use the attach stream."""
+        if self.channel:
+            self.channel, self.channel_off = False, reason
+            self.log.info("host %s: runners use the attach stream: %s", self.name, reason)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -36,7 +36,7 @@ from concurrent.futures import Future
 
 from ..errors import TRANSPORT_ERRORS, CannotNest, HostUnavailable, reason_of
 from ..execution import Execution, Limits, Result
-from . import programs
+from . import attach, channel, programs
 from . import protocol as p
 from .attach import STDERR, STDOUT, raw
 from .isolation import ENVIRONMENT
@@ -87,15 +87,18 @@ class Runner(Sandbox):
         self._send_lock = threading.Lock()  # frames from the loop's and the reader's threads
         # The limits the container has now (docker update changes them between executions).
         self._applied = self._limits_of(self.limits, start=True)
+        self._listener: channel.Listener | None = None  # until the relay is on its channel
+        self.channel = False  # whether the relay talks over the channel, not the attach stream
 
     # -- the container ---------------------------------------------------------------------------
     def _program(self) -> list[str]:
         lang, work = self.language, str(self.limits.workdir_mib)
+        path = f"{channel.MOUNT}/{channel.NAME}" if self._listener is not None else "-"
         if lang.prestart:  # the template imports the server's cloudpickle once
             program, lib = programs.script(lang.prestart_script), python_lib_json()
-            runner = [*lang.prestart, programs.RUNNER, work]
+            runner = [*lang.prestart, programs.RUNNER, work, path]
             return [*runner, "template", program, lib, lang.source_file, *lang.preload]
-        runner = ["python3", "-u", "-c", programs.RUNNER, work]
+        runner = ["python3", "-u", "-c", programs.RUNNER, work, path]
         return [*runner, "exec", "sh", "-c", programs.BOOTSTRAP, "braindrill"]
 
     def _environment(self) -> dict:
@@ -112,48 +115,91 @@ class Runner(Sandbox):
         # Mount points for the sandboxes' own /work and /tmp; the template's caches (matplotlib's
         # font list) in its /tmp.
         config["tmpfs"] = {"/work": "size=64k,uid=65534,gid=65534,mode=0700", "/tmp": "size=16m"}
+        if self._listener is not None:
+            config["binds"] = self._listener.bind()
         return config
 
     def _prepare_sync(self):
-        super()._prepare_sync()
-        if self._sock is None:  # given up meanwhile
-            return
-        token = self.token.encode()
-        with self._send_lock:
-            raw(self._sock).sendall(p.runner_frame(p.FRAME_TOKEN, 0, token))
-        self._await_ready()
+        if self.host.channel:
+            try:
+                self._listener = channel.Listener()
+            except OSError as e:
+                self.host.no_channel(f"no socket on this machine: {e}")
+        try:
+            super()._prepare_sync()
+            if self._sock is None:  # given up meanwhile
+                return
+            token = self.token.encode()
+            with self._send_lock:
+                raw(self._sock).sendall(p.runner_frame(p.FRAME_TOKEN, 0, token))
+            self._await_ready()
+        finally:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+
+    def _take_channel(self, deadline: float) -> None:
+        """The relay is on its channel (it said so on the attach stream): take its connection
+        and leave the attach stream."""
+        conn = self._listener.accept(self.token.encode(), deadline)
+        self._listener.close()  # before any payload: no sandbox ever sees the socket's path
+        self._listener = None
+        if conn is None:
+            self.host.no_channel("a runner's connection did not come")
+            raise HostUnavailable(self.host.name, "its runner did not connect to its socket")
+        attached, self._sock = self._sock, conn
+        self.channel = True
+        if attached is not None:
+            attach.close(attached)
 
     def _await_ready(self) -> None:
         """Read the runner's first words: ready (with its template's size), or why it cannot
         make nested sandboxes here. Raises ``CannotNest``: another host, or kind, may run it."""
-        mark = p.RUNNER_MARK + self.token.encode() + b" "
-        said = {STDOUT: b"", STDERR: b""}
-        sock = raw(self._sock)
-        sock.settimeout(READY_TIMEOUT_S)
+        errors = bytearray()  # what it wrote on stderr: why it ended, if it did
+        words = self._words(errors)
         try:
-            for stream, chunk in self._frames():
-                said[stream] = said.get(stream, b"") + chunk
-                at = said[STDOUT].find(mark)
-                end = said[STDOUT].find(b"\n", at)
-                if at >= 0 and end >= 0:
-                    kind, _, rest = said[STDOUT][at + len(mark) : end].decode().partition(" ")
-                    sizes = rest.split()
-                    if kind == "ready" and len(sizes) == 2 and all(x.isdigit() for x in sizes):
-                        self.template_kib = int(sizes[0])
-                        self.own_mib = -(-int(sizes[1]) // 1024)
-                        self.host.kinds.confirmed(self.language)
-                        return
+            while (word := next(words, None)) is not None:
+                kind, rest = word
+                sizes = rest.split()
+                if kind == "channel" and self._listener is not None:
+                    self._take_channel(time.monotonic() + READY_TIMEOUT_S)
+                    words = self._words(errors)  # the rest comes on the channel
+                elif kind == "nochannel":
+                    self.host.no_channel(f"a runner could not reach its socket: {rest}")
+                elif kind == "ready" and len(sizes) == 2 and all(x.isdigit() for x in sizes):
+                    self.template_kib = int(sizes[0])
+                    self.own_mib = -(-int(sizes[1]) // 1024)
+                    self.host.kinds.confirmed(self.language)
+                    return
+                else:
                     raise CannotNest(self.host.name, f"the runner cannot nest: {rest}")
         except TimeoutError as e:
             reason = f"the runner was not ready within {READY_TIMEOUT_S} s"
             raise CannotNest(self.host.name, reason) from e
         finally:
             if self._sock is not None:
-                sock.settimeout(None)
-        said = said[STDERR].decode(errors="replace").strip()[-300:]
+                raw(self._sock).settimeout(None)
+        said = errors.decode(errors="replace").strip()[-300:]
         if "python3" in said and ("No such file" in said or "not found" in said):
             said = "the image has no python3 (the runner's interpreter)"
         raise CannotNest(self.host.name, f"the runner ended before it was ready: {said}")
+
+    def _words(self, errors: bytearray):
+        """``(kind, rest)`` of each runner line (mark and token) on stdout, until the stream
+        ends or READY_TIMEOUT_S passes (``TimeoutError``); stderr is added to ``errors``."""
+        mark = p.RUNNER_MARK + self.token.encode() + b" "
+        raw(self._sock).settimeout(READY_TIMEOUT_S)
+        out = b""
+        for stream, chunk in self._frames():
+            if stream != STDOUT:
+                errors += chunk
+                del errors[:-4096]
+                continue
+            out += chunk
+            while (at := out.find(mark)) >= 0 and (end := out.find(b"\n", at)) >= 0:
+                line, out = out[at + len(mark) : end], out[end + 1 :]
+                kind, _, rest = line.decode(errors="replace").partition(" ")
+                yield kind, rest
 
     # -- limits ------------------------------------------------------------------------------------
     def _limits_of(self, limits: Limits, start: bool) -> dict:

@@ -1,17 +1,23 @@
 # Braindrill slot runner, part 2 of 2 (after runner_sandbox.py, which makes the sandboxes; one
 # program, Python 3.9+, standard library only): the command of a runner container
 # on a worker host whose sandbox kind is "nested" (braindrill_ext/sandbox/runner.py), run as
-#   timeout --foreground -s KILL <life> python3 -u -c "<the two parts>" <work MiB> exec <argv...>
-#   ... python3 -u -c "<the two parts>" <work MiB> template <prestart script> <cloudpickle's
-#   source as JSON: path → text> <source> <preload...>
+#   timeout --foreground -s KILL <life> python3 -u -c "<the two parts>" <work MiB> <channel>
+#     exec <argv...>
+#   ... python3 -u -c "<the two parts>" <work MiB> <channel> template <prestart script>
+#     <cloudpickle's source as JSON: path → text> <source> <preload...>
 # under the container's init, as user 65534 with no capability, under seccomp-nested.json.
 #
 # Three roles, three processes; what the wire carries is in braindrill_ext/protocol.py:
-# - The relay (this process, the container's main program) owns the attach stream. It reads the
-#   engine's frames on stdin ("<kind> <sandbox number> <size>\n" + body: token, data, stop) and
-#   hands each sandbox only the data frames with its own number, through a pipe of that sandbox
-#   alone; it copies the sandbox's stdout and stderr, from pipes of that sandbox alone, to its
-#   own. A sandbox never holds an fd, a path or a pid of the relay or of another sandbox.
+# - The relay (this process, the container's main program) owns the attach stream. <channel>,
+#   unless "-", is the path of the engine's socket (braindrill_ext/sandbox/channel.py): once the
+#   token came, the relay connects, sends the token and a newline, says "channel" (the runner
+#   mark and token) on the attach stream and uses the socket instead (stdout and stderr in the
+#   attach stream's 8-byte-header frames); when it cannot, it says "nochannel <reason>" and
+#   keeps the stream. It reads the engine's frames ("<kind> <sandbox number> <size>\n" + body:
+#   token, data, stop) and hands each sandbox only the data frames with its own number, through
+#   a pipe of that sandbox alone; it copies the sandbox's stdout and stderr, from pipes of that
+#   sandbox alone, to its own. A sandbox never holds an fd, a path or a pid of the relay or of
+#   another sandbox.
 # - The template, forked by the relay before anything is read (so it never holds a payload nor
 #   the runner token), imports what every sandbox of the language needs -- for a prestart
 #   language the prestart's template (IPython's shell, the preloads) -- and then only forks: one
@@ -34,6 +40,7 @@
 # and token) once the first sandbox waits for its payload, or "unable <reason>" when this host or
 # image cannot make nested sandboxes.
 import select
+import struct
 import time
 
 MARK = b"\036braindrill-runner "  # protocol.RUNNER_MARK
@@ -47,7 +54,7 @@ CLEAN_WAIT_S = 1.0  # a pid namespace's last processes and tmpfs pages go a mome
 
 
 class Relay:
-    def __init__(self, work, mode, program):
+    def __init__(self, work, channel, mode, program):
         call(libc.prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # a sandbox's pid 1 is ours
         self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.template = os.fork()
@@ -65,6 +72,8 @@ class Relay:
         self.body = None  # (kind, number, bytes left) of the frame whose body is being read
         self.token = b""
         self.closed = False  # stdin ended
+        self.channel_path = None if channel == "-" else channel
+        self.source = 0  # the engine's frames: stdin, or the channel
         self.base_shmem = 0  # the cgroup's tmpfs pages once the template is ready
 
     # stdin: the engine's frames
@@ -96,7 +105,7 @@ class Relay:
 
     def read_stdin(self) -> bool:
         try:
-            chunk = os.read(0, 65536)
+            chunk = os.read(self.source, 65536)
         except BlockingIOError:
             return True
         if not chunk:
@@ -118,6 +127,23 @@ class Relay:
                 if self.body is None:
                     return
 
+    def connect(self):
+        """Move to the engine's channel, if it gave one and it can be reached."""
+        if self.channel_path is None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.channel_path)
+            sock.sendall(self.token + b"\n")
+        except OSError as e:
+            sock.close()
+            reason = (e.strerror or type(e).__name__).replace("\n", " ").encode()
+            write_all(1, MARK + self.token + b" nochannel " + reason + b"\n")
+            return
+        write_all(1, MARK + self.token + b" channel\n")
+        self.source = sock.detach()  # not inherited: the template was forked before
+        OUT[:] = [self.source]
+
     def reap(self):
         while True:
             try:
@@ -130,8 +156,8 @@ class Relay:
 
     def report(self, *fields):
         line = MARK + self.token + b" " + b" ".join(b"%d" % f for f in fields) + b"\n"
-        for fd in (1, 2):
-            write_all(fd, line)
+        for stream in (1, 2):
+            emit(stream, line)
 
     # one sandbox
     def run(self, number, first):
@@ -168,7 +194,7 @@ class Relay:
             if status is not None:
                 watch.append(status)
             if not self.closed and len(pending) < HOLD_BYTES:
-                watch.append(0)
+                watch.append(self.source)
             writing = [to_sandbox] if pending and to_sandbox is not None else []
             timeout = 0.05 if ended_at is not None else None
             readable, writable, _ = select.select(watch, writing, [], timeout)
@@ -189,18 +215,18 @@ class Relay:
                         if first:  # the template is ready: what the runner keeps in tmpfs
                             self.base_shmem = shmem()
                             sizes = (rss_kib(self.template), charged() >> 10)
-                            write_all(1, MARK + self.token + b" ready %d %d\n" % sizes)
+                            emit(1, MARK + self.token + b" ready %d %d\n" % sizes)
                     elif word.startswith(b"unable"):
-                        write_all(1, MARK + self.token + b" " + word + b"\n")
+                        emit(1, MARK + self.token + b" " + word + b"\n")
                         os._exit(126)
             for fd in [fd for fd in readers if fd in readable]:
                 chunk = os.read(fd, 65536)
                 if chunk:
-                    write_all(readers[fd], chunk)
+                    emit(readers[fd], chunk)
                 else:
                     os.close(fd)
                     del readers[fd]
-            if 0 in readable:
+            if self.source in readable:
                 if not self.read_stdin():
                     if pid is not None:
                         kill(pid)
@@ -235,6 +261,7 @@ class Relay:
 
     def serve(self):
         self.read_token()
+        self.connect()
         number = 0
         # What runs between two sandboxes: the container's init, `timeout`, relay and template.
         alone = {"1", str(os.getppid()), str(os.getpid()), str(self.template)}
@@ -276,6 +303,18 @@ def drain(fd):
         pass
 
 
+OUT = []  # the channel's fd, once connected: stdout and stderr go there, framed
+
+
+def emit(stream, data):
+    """Write ``data`` to the engine on ``stream`` (1 stdout, 2 stderr)."""
+    if OUT:
+        write_all(OUT[0], struct.pack(">BxxxL", stream, len(data)))
+        write_all(OUT[0], data)
+    else:
+        write_all(stream, data)
+
+
 def write_all(fd, data):
     view = memoryview(data)
     try:
@@ -286,7 +325,7 @@ def write_all(fd, data):
 
 
 def fail(reason):
-    write_all(2, f"braindrill: the runner stops: {reason}\n".encode())
+    emit(2, f"braindrill: the runner stops: {reason}\n".encode())
     os._exit(125)
 
 
@@ -343,5 +382,5 @@ def rss_kib(pid):
 
 
 if __name__ == "__main__":
-    work, mode, *program = sys.argv[1:]
-    Relay(work, mode, program).serve()
+    work, channel, mode, *program = sys.argv[1:]
+    Relay(work, channel, mode, program).serve()

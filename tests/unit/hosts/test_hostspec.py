@@ -53,9 +53,16 @@ def test_every_documented_key_is_accepted(tmp_path):
         "insecure": False,
         "images": {},
         "runner_seccomp": str(profile),
+        "channel": False,
     }
     assert set(spec) == HOST_KEYS
     check(spec)
+
+
+def test_channel_is_true_or_false():
+    check({"name": "a", "channel": True})
+    with pytest.raises(TraitError, match="channel must be true or false"):
+        check({"name": "a", "channel": "yes"})
 
 
 @pytest.mark.parametrize("content", [None, "not json"])

@@ -1,0 +1,102 @@
+"""A slot runner's channel: a unix socket between the engine and the runner's relay, for a worker
+host whose Docker Engine runs on the server's own machine. It carries what the attach stream
+carries (``attach.py``: the engine's frames in; stdout and stderr out, in 8-byte-header frames),
+without the engine's copies in between: measured here, a 7 MiB state went to a container and
+back in 50 ms through attach, in 5 ms through a socket.
+
+The engine listens on ``<private dir>/<runner>/channel`` (the private dir is the server's alone,
+0700); the runner container gets ``<runner>/`` bind-mounted read-only at ``MOUNT``. Its relay
+connects once it has the runner token (from the attach stream) and sends it back first. The engine
+takes the first connection that sends it, then removes the socket's path and closes the listener,
+all before the first payload: no sandbox can ever reach it, and nobody else can pose as the
+runner. A relay that cannot reach it (the engine's files are not the server's: a server in a
+container, a remote engine behind a local socket) says so on the attach stream, which then stays
+its channel, and the host stops trying (``WorkerHost.channel``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import select
+import shutil
+import socket
+import tempfile
+import threading
+import time
+
+MOUNT = "/run/braindrill"  # where a runner sees its own directory
+NAME = "channel"  # the socket's name in it
+HELLO_TIMEOUT_S = 5.0  # a connection has this long to send the token
+_base: str | None = None
+_base_lock = threading.Lock()
+
+
+def _private_dir() -> str:
+    """The server's own directory of runner directories (made once, 0700, removed at exit)."""
+    global _base
+    with _base_lock:
+        if _base is None or not os.path.isdir(_base):
+            _base = tempfile.mkdtemp(prefix="braindrill-channels-")
+            import atexit
+
+            atexit.register(shutil.rmtree, _base, True)
+        return _base
+
+
+class Listener:
+    """One runner's listening socket, until its relay has connected (``accept``) or it gave up
+    (``close``). Nothing of it is left on disk after either."""
+
+    def __init__(self):
+        self.directory = tempfile.mkdtemp(dir=_private_dir())
+        os.chmod(self.directory, 0o755)  # the runner's user (65534) connects
+        self.path = os.path.join(self.directory, NAME)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.bind(self.path)
+            os.chmod(self.path, 0o666)
+            self.sock.listen(4)
+        except OSError:
+            self.close()
+            raise
+
+    def bind(self) -> dict:
+        """The container's bind mount of the runner's directory (``create_host_config(binds=)``)."""
+        return {self.directory: {"bind": MOUNT, "mode": "ro"}}
+
+    def accept(self, token: bytes, deadline: float) -> socket.socket | None:
+        """The connection that sends ``token`` + ``\\n`` first (others are closed), before the
+        monotonic ``deadline``; None at it."""
+        hello = token + b"\n"
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([self.sock], [], [], left)[0]:
+                break
+            conn, _ = self.sock.accept()
+            conn.settimeout(min(HELLO_TIMEOUT_S, max(0.01, deadline - time.monotonic())))
+            try:
+                said = _read_exactly(conn, len(hello))
+            except OSError:
+                said = b""
+            if hmac.compare_digest(said, hello):
+                conn.settimeout(None)
+                self.close()
+                return conn
+            conn.close()
+        return None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _read_exactly(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
