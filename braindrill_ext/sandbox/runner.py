@@ -88,7 +88,7 @@ class Runner(Sandbox):
         # The limits the container has now (docker update changes them between executions).
         self._applied = self._limits_of(self.limits, start=True)
         self._listener: channel.Listener | None = None  # until the relay is on its channel
-        self.channel = False  # whether the relay talks over the channel, not the attach stream
+        self.on_channel = False  # whether the relay talks over the channel, not the attach stream
 
     # -- the container ---------------------------------------------------------------------------
     def _program(self) -> list[str]:
@@ -148,7 +148,7 @@ class Runner(Sandbox):
             self.host.no_channel("a runner's connection did not come")
             raise HostUnavailable(self.host.name, "its runner did not connect to its socket")
         attached, self._sock = self._sock, conn
-        self.channel = True
+        self.on_channel = True
         if attached is not None:
             attach.close(attached)
 

@@ -71,7 +71,7 @@ async def test_runners_use_the_channel(jp_fetch, run, engine):
     pooled = await eventually(lambda: runners(engine))  # back in its pool after its check
     host = (await workers(jp_fetch))["local"]
     assert host["channel"] == "socket", host
-    assert pooled and all(runner.channel for runner in pooled), pooled
+    assert pooled and all(runner.on_channel for runner in pooled), pooled
     again = await run("python", code="print(len(blob), blob[:4].hex() != '')", session=sid)
     assert again["status"] == "ok" and again["stdout"] == f"{12 << 20} True\n", again
     flood = await run("python", code="print('x' * (3 << 20))")
@@ -106,7 +106,7 @@ async def test_a_runner_that_cannot_reach_it_keeps_the_attach_stream(elsewhere, 
     assert not host.channel and "could not reach" in host.channel_off, host.channel_off
     assert host.status()["channel"] == host.channel_off
     pooled = await eventually(lambda: runners(engine))
-    assert pooled and not any(runner.channel for runner in pooled), pooled
+    assert pooled and not any(runner.on_channel for runner in pooled), pooled
     again = await run("python", code="print(7 * 6)")
     assert again["stdout"] == "42\n", again
     assert os.listdir(channel._private_dir()) == []
