@@ -58,7 +58,8 @@ Container → engine, in the attach stream's stdout/stderr frames:
 Engine → slot runner (sandbox kind "nested", ``container/runner.py``), on the runner container's
 stdin, or after the token on its channel (``channel.py``; the relay says ``<token> channel`` or
 ``<token> nochannel <reason>`` on stdout first, and then writes there what it would write on
-stdout and stderr, in the attach stream's frames): frames ``b"<kind> <sandbox number> <size>\\n"`` + ``size`` bytes (``runner_frame``):
+stdout and stderr, in the attach stream's frames): frames ``b"<kind> <sandbox number>
+<size>\\n"`` + ``size`` bytes (``runner_frame``):
 ``FRAME_TOKEN`` first (number 0: the runner token, which no sandbox ever sees), then per
 execution ``FRAME_DATA`` (what the bootstrap reads on its stdin: the payload, the go-ahead) and
 ``FRAME_STOP`` (no body: kill that sandbox) or ``FRAME_INTERRUPT`` (no body: SIGINT to it). The
