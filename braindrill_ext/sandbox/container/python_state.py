@@ -131,9 +131,15 @@ class Rewrite:
     """A file opened to be written whole, but written only from where it first differs (in
     place: no room is needed for a second copy): variables that pickle as they came leave the
     restored file untouched -- its time and inode -- and state_snapshot() sees it unchanged.
-    Comparing costs a read at memory speed; a digest of the file before and after cost two."""
+    Comparing costs a read at memory speed; a digest of the file before and after cost two.
+    What was written is read into a bytearray, which compares with any buffer by memcmp (a
+    memoryview compares item by item: 43 ms for 8 MiB here, against 3 ms), and a large array's
+    bytes 1 MiB at a time into the same one (no fresh pages to fault in for each)."""
+
+    CHUNK = 1 << 20
 
     def __init__(self, path, mode):
+        self.buffer = None
         try:
             self.file, self.same = open(path, "r+b"), True
         except OSError:
@@ -142,9 +148,15 @@ class Rewrite:
     def write(self, data):
         if self.same:
             at, view = self.file.tell(), memoryview(data).cast("B")
-            for start in range(0, len(view), 1 << 20):  # a large array's bytes: 1 MiB at a time
-                piece = view[start : start + (1 << 20)]
-                if self.file.read(len(piece)) != piece:
+            for start in range(0, len(view), self.CHUNK):
+                piece = view[start : start + self.CHUNK]
+                if len(piece) == self.CHUNK:
+                    if self.buffer is None:
+                        self.buffer = bytearray(self.CHUNK)
+                    read = self.buffer
+                else:
+                    read = bytearray(len(piece))
+                if self.file.readinto(read) != len(piece) or read != piece:
                     self.same = False
                     self.file.seek(at)
                     break

@@ -36,6 +36,8 @@ def stat(path):
     [
         ({"xs": [1, 2, 3]}, {"xs": [9, 2, 3]}),  # the same size
         ({"xs": [1, 2, 3], "big": b"x" * (3 << 20)}, {"xs": [1, 2, 3], "big": b"y" * (3 << 20)}),
+        # a large array differing only in its last, partial MiB
+        ({"big": b"x" * (3 << 20) + b"a" * 5}, {"big": b"x" * (3 << 20) + b"b" * 5}),
         ({"xs": list(range(1000))}, {"xs": [1]}),  # smaller: cut where the new pickle ends
         ({"xs": [1]}, {"xs": list(range(1000))}),  # larger
     ],
