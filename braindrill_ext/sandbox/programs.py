@@ -29,7 +29,8 @@ def script(parts: tuple[str, ...]) -> str:
     return "\n".join(text(part) for part in parts)
 
 
-RUNNER = script(("runner_sandbox.py", "runner.py"))  # a slot runner: its sandboxes, its relay
+# A slot runner: its sandboxes, the relay's checks, the relay.
+RUNNER = script(("runner_sandbox.py", "runner_checks.py", "runner.py"))
 # The runner's seccomp profile, compact (it goes into the container's HostConfig).
 SECCOMP = json.dumps(json.loads(text("seccomp-nested.json")))
 

@@ -9,6 +9,7 @@ JOB_DIR = ".braindrill"  # protocol.JOB_DIR
 STATE_MARK = b"\036braindrill-state "  # protocol.STATE_MARK
 STATE_SAME = b"same"  # protocol.STATE_SAME
 STATE_ONLY = ".braindrill/only"  # protocol.STATE_ONLY: a state of these files only
+CHUNK = 1 << 20  # what a read or write of a state moves at once (its pipes hold as much)
 
 
 def read_only():
@@ -92,7 +93,7 @@ def send_state(limit, token, source):
         try:
             with open(path, "rb") as f:
                 while left:
-                    chunk = f.read(min(left, 1 << 16))
+                    chunk = f.read(min(left, CHUNK))
                     if not chunk:
                         break
                     out.write(chunk)
@@ -164,18 +165,19 @@ class Input:
         self.left = size
 
     def read(self, n):
-        data = b""
-        while len(data) < n and self.left:
-            chunk = os.read(0, min(n - len(data), self.left, 1 << 16))
+        chunks, wanted = [], min(n, self.left)
+        while wanted:  # a pipe gives what it holds: pieces, joined once (not added up)
+            chunk = os.read(0, min(wanted, CHUNK))
             if not chunk:
                 self.left = 0
                 break
             self.left -= len(chunk)
-            data += chunk
-        return data
+            wanted -= len(chunk)
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def drain(self):
-        while self.left and self.read(1 << 16):
+        while self.left and self.read(CHUNK):
             pass
 
 
@@ -201,10 +203,10 @@ def untar(source):
         left = (size + 511) // 512 * 512
         with open(path, "wb") as f:
             while left:
-                chunk = source.read(min(left, 1 << 16))
+                chunk = source.read(min(left, CHUNK))
                 if not chunk:
                     raise ValueError("truncated archive")
-                f.write(chunk[: max(0, size)])
+                f.write(memoryview(chunk)[: max(0, size)])
                 size -= len(chunk)
                 left -= len(chunk)
         os.chmod(path, mode | 0o600)

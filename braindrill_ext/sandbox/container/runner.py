@@ -1,9 +1,9 @@
-# Braindrill slot runner, part 2 of 2 (after runner_sandbox.py, which makes the sandboxes; one
-# program, Python 3.9+, standard library only): the command of a runner container
-# on a worker host whose sandbox kind is "nested" (braindrill_ext/sandbox/runner.py), run as
-#   timeout --foreground -s KILL <life> python3 -u -c "<the two parts>" <work MiB> <channel>
+# Braindrill slot runner, part 3 of 3 (after runner_sandbox.py, which makes the sandboxes, and
+# runner_checks.py; one program, Python 3.9+, standard library only): the command of a runner
+# container on a worker host whose sandbox kind is "nested" (braindrill_ext/sandbox/runner.py),
+#   timeout --foreground -s KILL <life> python3 -u -c "<the parts>" <work MiB> <channel>
 #     exec <argv...>
-#   ... python3 -u -c "<the two parts>" <work MiB> <channel> template <prestart script>
+#   ... python3 -u -c "<the parts>" <work MiB> <channel> template <prestart script>
 #     <cloudpickle's source as JSON: path → text> <source> <preload...>
 # under the container's init, as user 65534 with no capability, under seccomp-nested.json.
 #
@@ -39,6 +39,7 @@
 # Before the first execution it says "ready <template RSS KiB> <cgroup charge KiB>" (the same mark
 # and token) once the first sandbox waits for its payload, or "unable <reason>" when this host or
 # image cannot make nested sandboxes.
+import fcntl
 import select
 import struct
 import time
@@ -49,6 +50,11 @@ FRAME_DATA = b"data"  # protocol.FRAME_DATA
 FRAME_STOP = b"stop"  # protocol.FRAME_STOP
 FRAME_INTERRUPT = b"interrupt"  # protocol.FRAME_INTERRUPT
 HOLD_BYTES = 1 << 20  # data for the sandbox the relay holds before it stops reading its stdin
+# A sandbox's pipe that a payload or output fills grows to PIPE_BYTES (1 MiB moves at once, not
+# 64 KiB), only then: pipes count against a per-user budget (fs.pipe-user-pages-soft), and every
+# container's user 65534 is the same user to the kernel.
+PIPE_DEFAULT, PIPE_BYTES = 1 << 16, 1 << 20
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ from Python 3.10
 END_WAIT_S = 2.0  # after its pid 1 ended, a sandbox's pipes reach end-of-file within this
 CLEAN_WAIT_S = 1.0  # a pid namespace's last processes and tmpfs pages go a moment after it
 
@@ -83,7 +89,7 @@ class Relay:
         while True:
             if self.body is not None:
                 kind, n, left = self.body
-                piece = bytes(self.input[:left])
+                piece = self.input[:left]  # a copy (bytearray), the one it needs
                 del self.input[: len(piece)]
                 left -= len(piece)
                 self.body = (kind, n, left) if left else None
@@ -105,7 +111,7 @@ class Relay:
 
     def read_stdin(self) -> bool:
         try:
-            chunk = os.read(self.source, 65536)
+            chunk = os.read(self.source, PIPE_BYTES)
         except BlockingIOError:
             return True
         if not chunk:
@@ -174,6 +180,7 @@ class Relay:
         pending = bytearray()
         pid = None
         stopped = got_data = False
+        grown = set()  # pipes made larger: a large payload or output goes through
         exit_status = None
         ended_at = None
         while True:
@@ -220,7 +227,9 @@ class Relay:
                         emit(1, MARK + self.token + b" " + word + b"\n")
                         os._exit(126)
             for fd in [fd for fd in readers if fd in readable]:
-                chunk = os.read(fd, 65536)
+                chunk = os.read(fd, PIPE_BYTES)
+                if len(chunk) >= PIPE_DEFAULT:
+                    grow(fd, grown)
                 if chunk:
                     emit(readers[fd], chunk)
                 else:
@@ -245,6 +254,8 @@ class Relay:
                     elif kind == FRAME_INTERRUPT and pid is not None and exit_status is None:
                         kill(pid, signal.SIGINT)  # its watchdog hands it to the program
             if writing and writing[0] in writable:
+                if len(pending) > PIPE_DEFAULT:
+                    grow(to_sandbox, grown)
                 try:
                     del pending[: os.write(to_sandbox, pending)]  # in place: no copy
                 except BlockingIOError:
@@ -281,6 +292,15 @@ class Relay:
             self.report(number, exit_status, oom, int(clean), int(stopped))
             if not clean or not got_data:
                 os._exit(125)
+
+
+def grow(fd, grown):
+    if fd not in grown:
+        grown.add(fd)
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass  # over the user's budget: it stays as it is
 
 
 def code_of(status):
@@ -327,58 +347,6 @@ def write_all(fd, data):
 def fail(reason):
     emit(2, f"braindrill: the runner stops: {reason}\n".encode())
     os._exit(125)
-
-
-def counter(key, *files):
-    """A cgroup counter: v2's file, else v1's."""
-    for path in files:
-        try:
-            with open(path) as f:
-                for line in f:
-                    name, _, value = line.partition(" ")
-                    if name == key:
-                        return int(value)
-            return 0
-        except OSError:
-            continue
-    return 0
-
-
-def oom_kills():
-    return counter(
-        "oom_kill", "/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"
-    )
-
-
-def shmem():
-    return counter("shmem", "/sys/fs/cgroup/memory.stat", "/sys/fs/cgroup/memory/memory.stat")
-
-
-def charged():
-    """The bytes the cgroup is charged now (v2, else v1)."""
-    for path in ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"):
-        try:
-            with open(path) as f:
-                return int(f.read())
-        except (OSError, ValueError):
-            continue
-    return 0
-
-
-def processes():
-    return {name for name in os.listdir("/proc") if name.isdigit()}
-
-
-def rss_kib(pid):
-    """The template's resident memory: what every sandbox shares, copy-on-write."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 if __name__ == "__main__":

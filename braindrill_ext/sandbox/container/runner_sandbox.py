@@ -1,6 +1,7 @@
-# Braindrill slot runner, part 1 of 2: how a fresh nested sandbox is made -- namespaces, mounts,
-# privileges -- and the template that forks one per execution. Joined with runner.py (part 2,
-# the relay, which says what the runner is) into one program: braindrill_ext/sandbox/programs.py.
+# Braindrill slot runner, part 1 of 3: how a fresh nested sandbox is made -- namespaces, mounts,
+# privileges -- and the template that forks one per execution. Joined with runner_checks.py and
+# runner.py (part 3, the relay, which says what the runner is) into one program:
+# braindrill_ext/sandbox/programs.py.
 import ctypes
 import gc
 import json
