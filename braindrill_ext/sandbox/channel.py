@@ -5,13 +5,14 @@ without the engine's copies in between: measured here, a 7 MiB state went to a c
 back in 50 ms through attach, in 5 ms through a socket.
 
 The engine listens on ``<private dir>/<runner>/channel`` (the private dir is the server's alone,
-0700); the runner container gets ``<runner>/`` bind-mounted read-only at ``MOUNT``. Its relay
-connects once it has the runner token (from the attach stream) and sends it back first. The engine
-takes the first connection that sends it, then removes the socket's path and closes the listener,
-all before the first payload: no sandbox can ever reach it, and nobody else can pose as the
-runner. A relay that cannot reach it (the engine's files are not the server's: a server in a
-container, a remote engine behind a local socket) says so on the attach stream, which then stays
-its channel, and the host stops trying (``WorkerHost.channel``).
+0700, and exists only while a runner is being started); the runner container gets ``<runner>/``
+bind-mounted read-only at ``MOUNT``. Its relay connects once it has the runner token (from the
+attach stream) and sends it back first. The engine takes the first connection that sends it, then
+removes the socket's path and closes the listener, all before the first payload: no sandbox can
+ever reach it, and nobody else can pose as the runner. A relay that cannot reach it (the engine's
+files are not the server's: a server in a container, a remote engine behind a local socket) says so
+on the attach stream, which then stays its channel, and the host stops trying
+(``WorkerHost.channel``).
 """
 
 from __future__ import annotations
@@ -28,20 +29,35 @@ import time
 MOUNT = "/run/braindrill"  # where a runner sees its own directory
 NAME = "channel"  # the socket's name in it
 HELLO_TIMEOUT_S = 5.0  # a connection has this long to send the token
-_base: str | None = None
+_base: str | None = None  # the server's directory of runner directories, while it has one
 _base_lock = threading.Lock()
 
 
-def _private_dir() -> str:
-    """The server's own directory of runner directories (made once, 0700, removed at exit)."""
+def _runner_dir() -> str:
+    """A new runner directory (0755) in the server's own (0700), made if needed."""
     global _base
     with _base_lock:
         if _base is None or not os.path.isdir(_base):
             _base = tempfile.mkdtemp(prefix="braindrill-channels-")
-            import atexit
+        directory = tempfile.mkdtemp(dir=_base)
+    os.chmod(directory, 0o755)  # the runner's user (65534) connects
+    return directory
 
-            atexit.register(shutil.rmtree, _base, True)
-        return _base
+
+def _remove_dir(directory: str) -> None:
+    """Remove a runner directory, and the server's once no runner's is left in it: nothing
+    stays on disk between runner starts, even if the server is killed."""
+    global _base
+    shutil.rmtree(directory, ignore_errors=True)
+    with _base_lock:
+        if _base is not None:
+            try:
+                os.rmdir(_base)
+                _base = None
+            except FileNotFoundError:
+                _base = None
+            except OSError:
+                pass  # another runner's is there
 
 
 class Listener:
@@ -49,8 +65,7 @@ class Listener:
     (``close``). Nothing of it is left on disk after either."""
 
     def __init__(self):
-        self.directory = tempfile.mkdtemp(dir=_private_dir())
-        os.chmod(self.directory, 0o755)  # the runner's user (65534) connects
+        self.directory = _runner_dir()
         self.path = os.path.join(self.directory, NAME)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -89,7 +104,7 @@ class Listener:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        shutil.rmtree(self.directory, ignore_errors=True)
+            _remove_dir(self.directory)
 
 
 def _read_exactly(conn: socket.socket, n: int) -> bytes:

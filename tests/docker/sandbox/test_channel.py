@@ -84,7 +84,7 @@ async def test_runners_use_the_channel(jp_fetch, run, engine):
     assert lines[0] == "[]", lines  # the mount is empty: the socket's path is gone
     assert lines[1].startswith("refused"), lines
     assert lines[2] == "[]", lines  # no process of the sandbox holds a socket
-    assert os.listdir(channel._private_dir()) == []  # no listener left on disk
+    assert channel._base is None  # no listener left on disk, nor the server's directory
 
 
 @pytest.fixture
@@ -109,4 +109,4 @@ async def test_a_runner_that_cannot_reach_it_keeps_the_attach_stream(elsewhere, 
     assert pooled and not any(runner.on_channel for runner in pooled), pooled
     again = await run("python", code="print(7 * 6)")
     assert again["stdout"] == "42\n", again
-    assert os.listdir(channel._private_dir()) == []
+    assert channel._base is None

@@ -42,6 +42,7 @@ def test_only_the_runner_token_gets_in(monkeypatch):
         assert refused.recv(16) == b""  # closed by the engine
     listener.close()
     assert not os.path.exists(listener.directory)
+    assert not os.path.exists(base)  # no runner is starting: the server's directory goes too
     for sock in (silent, wrong, right, conn):
         sock.close()
 
