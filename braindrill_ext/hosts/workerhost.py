@@ -75,12 +75,12 @@ class WorkerHost:
         # max_executions, max_age_s of its slot runners (the pools' policy); their seccomp
         self.runner_options = {**(runner_options or {}), "seccomp": runner_seccomp}
         self.image_overrides = images or {}
-        # Whether its slot runners talk over a socket of the server's (sandbox/channel.py) instead
-        # of the attach stream: by default when its engine is a local socket, until a runner
-        # cannot reach one (the engine's files are not the server's); why not, then.
+        # Why its slot runners do not talk over a socket of the server's (sandbox/channel.py)
+        # but the attach stream; None while they do: by default when its engine is a local
+        # socket, until a runner cannot reach one (the engine's files are not the server's).
         local = self.client.api.base_url == "http+docker://localhost"
-        self.channel = local if channel is None else channel
-        self.channel_off: str | None = None if self.channel else "off" if local else "remote"
+        on = local if channel is None else channel
+        self.channel_off: str | None = None if on else "off" if local else "remote"
         self.ping_timeout_s = ping_timeout_s
         self.lost_after_pings = max(1, lost_after_pings)
         # One thread per slot reads output; the rest serve API calls (create, kill, remove...).
@@ -307,10 +307,15 @@ class WorkerHost:
             "channel": self.channel_off or "socket",
         }
 
+    @property
+    def channel(self) -> bool:
+        """Whether its slot runners are given a channel (``channel_off``: why not)."""
+        return self.channel_off is None
+
     def no_channel(self, reason: str) -> None:
         """A runner could not reach its channel: this host's runners use the attach stream."""
         if self.channel:
-            self.channel, self.channel_off = False, reason
+            self.channel_off = reason
             self.log.info("host %s: runners use the attach stream: %s", self.name, reason)
 
     def close(self) -> None:

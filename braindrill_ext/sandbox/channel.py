@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 
+from . import attach
+
 MOUNT = "/run/braindrill"  # where a runner sees its own directory
 NAME = "channel"  # the socket's name in it
 HELLO_TIMEOUT_S = 5.0  # a connection has this long to send the token
@@ -90,7 +92,7 @@ class Listener:
             conn, _ = self.sock.accept()
             conn.settimeout(min(HELLO_TIMEOUT_S, max(0.01, deadline - time.monotonic())))
             try:
-                said = _read_exactly(conn, len(hello))
+                said = attach.read_exactly(conn, len(hello)) or b""
             except OSError:
                 said = b""
             if hmac.compare_digest(said, hello):
@@ -105,13 +107,3 @@ class Listener:
             self.sock.close()
             self.sock = None
             _remove_dir(self.directory)
-
-
-def _read_exactly(conn: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
