@@ -197,7 +197,10 @@ def run_worker(kind: str, part: str) -> dict:
         Path(config_dir, "jupyter_server_config.json").write_text(json.dumps(config))
         env = {**os.environ, "JUPYTER_CONFIG_DIR": config_dir}
         argv = [sys.executable, __file__, "--worker", kind, part, config_dir]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
+        # cwd: the notebooks write files (ipykernel where it runs), never into the checkout
+        done = subprocess.run(
+            argv, env=env, cwd=config_dir, capture_output=True, text=True, timeout=3600
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{kind} {part} failed:\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
