@@ -143,7 +143,7 @@ class HostPool:
 
     def take(self, execution: Execution):
         """A warm sandbox for ``execution``, or None (then the caller starts a cold one). Counts a
-        miss, which grows the pool, and schedules a refill."""
+        miss, which grows the pool; the refill comes with ``lend``."""
         pool = self._pool_for(execution)
         if pool is None:
             return None
@@ -181,11 +181,13 @@ class HostPool:
             self.fill()
 
     def lend(self, sandbox) -> None:
-        """A slot runner goes out for an execution (warm or cold): it counts toward its pool's
-        target until ``recycle`` or ``forget``."""
+        """A sandbox goes out for an execution (warm or cold); then the pools refill. A slot
+        runner counts toward its pool's target until ``recycle`` or ``forget``: a cold one
+        started on a miss is the runner that miss added, not one more."""
         pool = self._runners_pool(sandbox)
         if pool is not None:
             pool.out[sandbox] = False
+        self.fill()
 
     def coming_back(self, sandbox) -> None:
         """A slot runner's execution is over: it is back in milliseconds, after its clean check."""
@@ -238,7 +240,6 @@ class HostPool:
             pool.target = min(high, max(pool.target + 1, low, 1))
         else:
             pool.hits += 1
-        self.fill()
 
     def recycle(self, sandbox) -> bool:
         """Take back a slot runner after its execution if it may run another (``reusable``) and

@@ -115,8 +115,29 @@ async def test_a_miss_waits_for_a_runner_coming_back_rather_than_start_one_cold(
         assert await waiting is runner
         if cell == 0:  # the first miss: a target of 1, the runner out is that one
             assert (pool.status()["python"]["target"], len(started)) == (1, 0)
+    pool.lend(runner)  # out for the third cell, as the engine lends what it took: a refill
+    await asyncio.sleep(0)
     stats = pool.status()["python"]
     assert (stats["misses"], stats["target"], len(started)) == (2, 2, 1)  # a second runner
+
+
+async def test_a_cold_runner_started_on_a_miss_is_the_runner_that_miss_adds():
+    """The first cell of a kernel misses (its pool's first runner is still starting): the cold
+    runner it starts joins the pool afterwards, so the refill must not start another one for the
+    same miss (a runner too many, removed again by the next upkeep: a second of CPU wasted)."""
+    pool, lang, limits, started = runner_pool()
+    language_pool(pool, lang).target = 1
+    pool.fill()
+    await asyncio.sleep(0)
+    assert len(started) == 1  # the prewarmed runner, starting
+    language_pool(pool, lang).filling = 1  # (the fake start returned at once: still starting)
+    assert pool.take(Execution(lang, "1", limits)) is None  # a miss: the target is now 2
+    cold = FakeRunner(lang, limits)
+    pool.lend(cold)  # the engine starts one cold and lends it
+    await asyncio.sleep(0)
+    assert (language_pool(pool, lang).target, len(started)) == (2, 1)
+    pool.coming_back(cold)
+    assert pool.recycle(cold)
 
 
 async def test_a_miss_goes_cold_when_no_runner_is_coming_back():
@@ -142,10 +163,12 @@ async def test_runners_out_count_toward_the_target_and_the_maximum():
     back. And one comes back only while the pool, with those out, is under its maximum."""
     pool, lang, limits, started = runner_pool(slots=2)  # at most 2 runners
     runners = [FakeRunner(lang, limits) for _ in range(3)]
-    language_pool(pool, lang).target = 2
+    language_pool(pool, lang)
     for runner in runners[:2]:
         pool.lend(runner)
+    language_pool(pool, lang).target = 2  # the misses that started them
     pool.fill()
+    await asyncio.sleep(0)
     assert not started  # both of the target are out
     pool.lend(runners[2])  # a cold one besides (the pool was empty)
     assert not pool.recycle(runners[0])  # 2 still out: three runners, two too many
