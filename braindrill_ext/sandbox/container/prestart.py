@@ -47,6 +47,7 @@ import sys
 EXIT_MARK = b"\036braindrill-exit "  # protocol.EXIT_MARK
 NO_PAYLOAD = 123  # protocol.NO_PAYLOAD: stdin closed, no code came
 CELL_MODULES = ("comm", "comm.base_comm", "getpass")  # what a cell's set-up imports
+exiting = {"notice": None, "pid": 0}  # the program's process, its notice pipe to the watchdog
 
 
 def prepare_environment(preloads):
@@ -146,7 +147,7 @@ def read_job():
 
 
 # -- in the parent ---------------------------------------------------------------------------
-def watch(child, job, display, source, snapshot):
+def watch(child, notice, job, display, source, snapshot):
     """Wait for the child until the deadline; show the display files, send the state, report,
     exit with its status."""
     signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
@@ -155,13 +156,13 @@ def watch(child, job, display, source, snapshot):
         paused = []
         signal.signal(signal.SIGUSR1, lambda *_: pause_deadline(paused))
         signal.signal(signal.SIGUSR2, lambda *_: resume_deadline(paused))
-    while True:  # resumed after the handler runs (PEP 475); orphans too, as a sandbox's pid 1
+    code = said_status(child, notice)
+    while code is None:  # resumed after the handler runs (PEP 475); orphans too, as pid 1
         pid, status = os.waitpid(-1, 0)
         if pid == child:
-            break
+            code = os.waitstatus_to_exitcode(status)
+            code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell
     signal.setitimer(signal.ITIMER_REAL, 0)
-    code = os.waitstatus_to_exitcode(status)
-    code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
     show_display_files(display)
     if state["max"] and snapshot is not None and snapshot == state_snapshot(source):
         send_unchanged(job["BD_EXIT_TOKEN"])
@@ -174,6 +175,34 @@ def watch(child, job, display, source, snapshot):
         except OSError:
             pass  # the engine stopped reading: it learns the outcome from the engine instead
     os._exit(code)
+
+
+def said_status(child, notice):
+    """The status the child says on its notice pipe as it exits (python_run.exit_now), or None
+    once it ended without saying one (killed, crashed, os._exit): then waitpid tells. What the
+    program itself writes there can only end it sooner, with a status of its choice, as
+    sys.exit would. None at once where a pidfd cannot be had (the old kernel's waitpid)."""
+    try:
+        ended = os.pidfd_open(child)
+    except (AttributeError, OSError):
+        return None
+    import select
+
+    said, watching = b"", [notice, ended]
+    try:
+        while True:
+            readable = select.select(watching, [], [])[0]  # resumed after a handler (PEP 475)
+            if notice in readable:
+                data = os.read(notice, 16)
+                said += data
+                if said.endswith(b"\n") and said[:-1].isdigit() and len(said) < 8:
+                    return int(said) & 0xFF
+                if not data or len(said) >= 8:  # closed, or not a status: the pidfd tells
+                    watching.remove(notice)
+            if ended in readable:
+                return None
+    finally:
+        os.close(ended)
 
 
 def pause_deadline(paused):
@@ -233,6 +262,7 @@ def serve(shell, source):
     # child's garbage collections, which would copy every page of it: ~0.1 s more at its exit.
     gc.freeze()
     go, given = os.pipe()
+    notice, exiting["notice"] = os.pipe()
     child = os.fork()
     if child == 0:
         # A process group of its own: the container's `timeout` sends an interrupt to its whole
@@ -240,7 +270,10 @@ def serve(shell, source):
         # into IPython's handling of the first).
         os.setpgid(0, 0)
         os.close(given)
+        os.close(notice)
+        exiting["pid"] = os.getpid()
         execute(source, shell, go)
+    os.close(exiting["notice"])
     try:
         os.setpgid(child, child)  # whichever of the two runs first
     except OSError:
@@ -262,7 +295,7 @@ def serve(shell, source):
 
     write_all(given, json.dumps({"job": program, "argv": argv}).encode())
     os.close(given)
-    watch(child, job, display, source, snapshot)
+    watch(child, notice, job, display, source, snapshot)
 
 
 def execute(source, shell, go):

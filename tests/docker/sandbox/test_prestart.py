@@ -41,6 +41,13 @@ PROGRAMS = {
         "        print(root, len(n), open(os.path.join(root, n)).read())"
     ),
     "killed by a signal": "import os, signal\nprint('x', flush=True)\nos.kill(os.getpid(), 9)",
+    # A fork's sys.exit is not the program's exit (the program's process says its status to its
+    # watchdog as it exits: a fork of it must not).
+    "a fork that exits": (
+        "import os, sys, time\npid = os.fork()\nif pid == 0:\n    sys.exit(5)\n"
+        "_, status = os.waitpid(pid, 0)\ntime.sleep(0.2)\n"
+        "print('parent goes on', os.waitstatus_to_exitcode(status))\nsys.exit(2)"
+    ),
 }
 
 
@@ -112,6 +119,31 @@ STEAL_THE_TOKEN = (
     "os.write(1, report.encode()); os.write(2, report.encode())\n"
     "time.sleep(60)\n"
 )
+
+
+# The program's process says its status to its watchdog on a pipe as it exits, so that the report
+# does not wait for its address space's teardown. The program can write there itself: it then
+# ends its own run sooner, with the status it chose, as sys.exit would, and gains nothing else.
+SAY_A_STATUS = (
+    "import os, stat, time\n"
+    "for fd in map(int, os.listdir('/proc/self/fd')):\n"
+    "    try:\n"
+    "        if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
+    "            os.write(fd, b'0\\n')\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "time.sleep(60)\n"
+    "print('never')\n"
+)
+
+
+async def test_a_status_said_early_only_ends_the_programs_own_run(manager):
+    python = manager.registry.get("python")
+    result = await manager.run(Execution(python, SAY_A_STATUS, Limits(timeout_s=30)))
+    assert (result.status.value, result.exit_code, result.stdout) == ("ok", 0, ""), result
+    assert result.duration_ms < 10_000  # not held until its 60 s sleep or the 30 s limit
+    host = manager.workers[0]
+    assert await eventually(lambda: not host.running, STOP_WAIT_S + GRACE_S + 10)
 
 
 async def test_killing_the_watchdog_is_no_way_out(manager):
