@@ -3,6 +3,7 @@
 # payload's reader); after it the watchdog sends the work directory as a USTAR tar of exactly the
 # announced size (send_state), or STATE_SAME when nothing changed. See python_output.py for how
 # the parts make one program.
+import errno
 import os
 
 JOB_DIR = ".braindrill"  # protocol.JOB_DIR
@@ -10,6 +11,7 @@ STATE_MARK = b"\036braindrill-state "  # protocol.STATE_MARK
 STATE_SAME = b"same"  # protocol.STATE_SAME
 STATE_ONLY = ".braindrill/only"  # protocol.STATE_ONLY: a state of these files only
 CHUNK = 1 << 20  # what a read or write of a state moves at once (its pipes hold as much)
+splicing = [True]  # stdin (a pipe) to a file by splice(2), until it turns out it cannot
 
 
 def read_only():
@@ -180,6 +182,35 @@ class Input:
         while self.left and self.read(CHUNK):
             pass
 
+    def copy_to(self, file, size):
+        """Move the next ``size`` bytes into the open ``file``: spliced from the pipe into the
+        file by the kernel where it can (tmpfs pages filled straight from the pipe's, nothing
+        copied through this process), else read and written."""
+        while size:
+            want = min(size, self.left, CHUNK)
+            if not want:
+                raise ValueError("truncated archive")
+            if splicing[0]:
+                try:
+                    moved = os.splice(0, file.fileno(), want)
+                except AttributeError:  # Python < 3.10
+                    splicing[0] = False
+                    continue
+                except OSError as e:
+                    if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
+                        raise  # the file system is full, or the file over its limit
+                    splicing[0] = False  # stdin is no pipe, or splice(2) is not allowed
+                    continue
+            else:
+                chunk = os.read(0, want)
+                moved = len(chunk)
+                file.write(chunk)
+            if not moved:
+                self.left = 0
+                raise ValueError("truncated archive")
+            self.left -= moved
+            size -= moved
+
 
 def untar(source):
     """Write the regular files of a USTAR archive read from ``source`` (the engine's payload, or
@@ -200,14 +231,9 @@ def untar(source):
             raise ValueError(f"unexpected member {path!r}")
         if os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        left = (size + 511) // 512 * 512
         with open(path, "wb") as f:
-            while left:
-                chunk = source.read(min(left, CHUNK))
-                if not chunk:
-                    raise ValueError("truncated archive")
-                f.write(memoryview(chunk)[: max(0, size)])
-                size -= len(chunk)
-                left -= len(chunk)
+            source.copy_to(f, size)
+        if size % 512 and len(source.read(512 - size % 512)) < 512 - size % 512:  # the padding
+            raise ValueError("truncated archive")
         os.chmod(path, mode | 0o600)
         os.utime(path, (mtime, mtime))
