@@ -97,6 +97,36 @@ def preload(names, shell):
             pass
 
 
+def warm_up():
+    """What a data cell's first use of the preloads imports or fills in -- pandas' HTML and text
+    formatters, CSV writer and reader and group-by; matplotlib's fonts, Agg and PNG writer -- done
+    once here rather than in every fork: a four-row frame is described, grouped, shown and
+    written to and read from CSV in memory, a histogram drawn to PNG on a Figure of its own (not
+    pyplot's: no figure number is used, nothing is left for the inline backend to show). No
+    file, option or figure is left behind; ~10 ms less for each of such cells."""
+    import io
+
+    pandas = sys.modules.get("pandas")
+    try:
+        if pandas is not None:
+            frame = pandas.DataFrame({"a": [0.5, 1.5, 2.5, 3.5], "b": [0, 1, 0, 1]})
+            for shown in (frame.describe(), frame.groupby("b")["a"].agg(["mean", "count"])):
+                shown._repr_html_(), repr(shown)
+            frame[frame["b"] > 0].head().to_dict()
+            text = io.StringIO()
+            frame.to_csv(text, index=False)
+            pandas.read_csv(io.StringIO(text.getvalue()))
+        if "matplotlib.pyplot" in sys.modules:
+            from matplotlib.figure import Figure
+
+            figure = Figure()
+            figure.subplots().hist([0.5, 1.5, 2.5], bins=3)
+            figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    except Exception:
+        pass
+    gc.collect()  # its garbage, before the template's objects are frozen
+
+
 def read_payload(source):
     """Unpack the state, if any, then the payload (header ``<size>[ <state size>]``). Returns
     the state's snapshot as restored (``state_snapshot``; None: no state)."""
@@ -228,6 +258,8 @@ def template(source, preloads, lib=None):
     prepare_environment(preloads)
     shell = None if lazy else make_shell()
     preload(preloads, shell)
+    if preloads:
+        warm_up()
     if shell is not None:  # IPython's first cell loads and builds what later ones reuse
         shell.run_cell("pass", store_history=False)
         preload(CELL_MODULES, None)  # imported once here, not by every cell (python_cell.py)

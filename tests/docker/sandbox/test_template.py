@@ -64,3 +64,25 @@ async def test_the_next_execution_finds_the_template_untouched(jp_fetch):
     # numpy's precision 8, no mark, pandas' 60 rows, matplotlib's 1.5, no variable, no file,
     # no fake module, json still there, pandas preloaded
     assert seen.split() == ["8", "False", "60", "1.5", "False", "False", "False", "True", "True"]
+
+
+# The template warms the preloads up (prestart.warm_up: a frame described, grouped, shown and
+# written as CSV in memory, a histogram drawn to PNG): none of it shows in a cell.
+FIRST_CELL = """
+import os, sys
+import matplotlib.pyplot as plt
+print(plt.get_fignums(), sorted(os.listdir('.')), sorted(os.listdir('/tmp')))
+plt.plot([1, 2])
+print(plt.gcf().number)
+"""
+
+
+async def test_the_warm_up_leaves_nothing_a_cell_sees(jp_fetch):
+    body = json.dumps({"code": FIRST_CELL, "interactive": True})
+    headers = {"Content-Type": "application/json"}
+    response = await jp_fetch("lang", "python-data", method="POST", body=body, headers=headers)
+    result = json.loads(response.body)
+    assert result["status"] == "ok", result
+    assert result["stdout"] == "[] ['.braindrill', 'main.py'] []\n1\n", result  # no figure or file
+    images = [o for o in result["outputs"] if "image/png" in o.get("data", {})]
+    assert len(images) == 1, result["outputs"]  # the cell's own figure only
