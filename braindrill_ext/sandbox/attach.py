@@ -10,6 +10,7 @@ import socket
 import struct
 
 STDOUT, STDERR = 1, 2
+CHUNK = 1 << 20  # the most one read takes: a slot runner's relay sends a state in 1 MiB frames
 
 
 def raw(sock):
@@ -25,7 +26,7 @@ def frames(sock):
             return
         stream, size = struct.unpack(">BxxxL", header)
         while size:
-            chunk = recv(sock, min(size, 65536))
+            chunk = recv(sock, min(size, CHUNK))
             if not chunk:
                 return
             size -= len(chunk)

@@ -76,7 +76,8 @@ class OutputCollector:
         self.display_cap = display_bytes
         self.record_cap = output_record_bytes
         self.display_used = 0
-        self._record: bytearray | None = None  # the body of the record (or state) being read
+        # The body of the record (or state) being read: its pieces, joined once at its end.
+        self._record: list[bytes] | None = None
         self._record_left = 0
         self._record_kept = True
         self._record_is_state = False
@@ -174,7 +175,7 @@ class OutputCollector:
         return data, b""
 
     def _start_state(self, size: int) -> None:
-        self._record, self._record_left, self._record_is_state = bytearray(), size, True
+        self._record, self._record_left, self._record_is_state = [], size, True
         self._record_kept = size <= self.state_cap
         if not self._record_kept:
             self.state_message = (
@@ -184,7 +185,7 @@ class OutputCollector:
             self._end_record()
 
     def _start_record(self, size: int) -> None:
-        self._record, self._record_left, self._record_is_state = bytearray(), size, False
+        self._record, self._record_left, self._record_is_state = [], size, False
         self._record_kept = not self.record_cap or size <= self.record_cap
         if not self._record_kept:
             self.dropped.append(
@@ -199,14 +200,15 @@ class OutputCollector:
     def _take_record_body(self, chunk: bytes) -> bytes:
         part, rest = chunk[: self._record_left], chunk[self._record_left :]
         if self._record_kept:
-            self._record += part
+            self._record.append(part)
         self._record_left -= len(part)
         if not self._record_left:
             self._end_record()
         return rest
 
     def _end_record(self) -> None:
-        raw, self._record = bytes(self._record), None
+        parts, self._record = self._record, None
+        raw = parts[0] if len(parts) == 1 else b"".join(parts)
         if not self._record_kept:
             return
         if self._record_is_state:

@@ -29,9 +29,12 @@ class Tokens:
     output: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
 
 
-def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True) -> bytes:
+def build_payload(
+    execution: Execution, limits: Limits, tokens: Tokens, lib=True
+) -> tuple[bytes, ...]:
     """The framed payload the bootstrap reads: ``<size>\\n`` then a tar of the work directory;
-    with a state, ``<size> <state size>\\n``, the state, then the tar (``protocol.py``)."""
+    with a state, ``<size> <state size>\\n``, the state, then the tar (``protocol.py``). In
+    pieces, sent one after the other: a state goes as it is kept, not copied to be framed."""
     lang = execution.language
     job = {
         p.JOB_TIMEOUT: f"{limits.timeout_s + GRACE_S:g}",
@@ -84,8 +87,8 @@ def build_payload(execution: Execution, limits: Limits, tokens: Tokens, lib=True
             tar.addfile(info, io.BytesIO(data))
     body = buf.getvalue()
     if not stateful:
-        return f"{len(body)}\n".encode() + body
-    return f"{len(body)} {len(execution.state)}\n".encode() + execution.state + body
+        return f"{len(body)}\n".encode(), body
+    return f"{len(body)} {len(execution.state)}\n".encode(), execution.state, body
 
 
 def state_cap(execution: Execution, limits: Limits) -> int | None:

@@ -271,13 +271,14 @@ class Runner(Sandbox):
             return "its stop could not be sent"
         return None
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, *parts: bytes) -> None:
         """The execution's stdin (its payload, the go-ahead): a data frame for its sandbox."""
-        header = p.runner_frame_header(p.FRAME_DATA, self._number, len(data))
+        header = p.runner_frame_header(p.FRAME_DATA, self._number, sum(map(len, parts)))
         with self._send_lock:  # the header, then the data as it is (a large state: no copy)
             sock = raw(self._sock)
             sock.sendall(header)
-            sock.sendall(data)
+            for part in parts:
+                sock.sendall(part)
 
     def _chunks(self, collector):
         """The frames up to the runner's report on both streams (which ends the execution, and

@@ -183,7 +183,7 @@ class Sandbox(Removal):
             # A waiting container writes nothing: end-of-stream or output now means it is gone.
             raise HostUnavailable(self.host.name, "the container ended before its code arrived")
         try:
-            await self.host.call(self._send, payload)
+            await self.host.call(self._send, *payload)
         except TRANSPORT_ERRORS as e:
             raise HostUnavailable(self.host.name, f"cannot deliver the code: {reason_of(e)}") from e
         started = time.monotonic()
@@ -343,9 +343,11 @@ class Sandbox(Removal):
         """The container's memory limit for an execution's ``limit_mib``."""
         return limit_mib
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, *parts: bytes) -> None:
         """Write to the program's stdin (a host thread): the payload, the go-ahead."""
-        attach.raw(self._sock).sendall(data)
+        sock = attach.raw(self._sock)
+        for part in parts:
+            sock.sendall(part)
 
     def _outcome_sync(self, compile_failed: bool = False) -> tuple[int, bool]:
         """The container's exit code, and whether the OOM killer struck in it (the compiler may

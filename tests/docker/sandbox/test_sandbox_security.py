@@ -168,7 +168,7 @@ async def test_backstop_kills_without_the_manager(language, code, sandbox_kind):
         )
         await sandbox.prepare()
         execution = Execution(lang, code, limits)
-        sandbox._send(build_payload(execution, limits, Tokens()))
+        sandbox._send(*build_payload(execution, limits, Tokens()))
         started = time.monotonic()
         if sandbox_kind == "nested":  # the runner reports after the sandbox's pid namespace
             mark = RUNNER_MARK + sandbox.token.encode() + b" "

@@ -149,7 +149,7 @@ def test_the_site_goes_in_the_payload_under_site_dir():
         prestart=("python3", "-c"),
     )
     execution = Execution(lang, "import x", site={"x/__init__.py": b"A = 1\n"})
-    payload = build_payload(execution, execution.limits, Tokens())
+    payload = b"".join(build_payload(execution, execution.limits, Tokens()))
     _, _, body = payload.partition(b"\n")
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         assert tar.extractfile(f"{SITE_DIR}/x/__init__.py").read() == b"A = 1\n"

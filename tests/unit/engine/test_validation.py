@@ -473,7 +473,7 @@ def test_binary_files_come_as_base64_beside_text_files(policy):
     files = {"data.xlsx": {"base64": base64.b64encode(blob).decode()}, "a.txt": "é"}
     execution = make_execution(REGISTRY, policy, "python", "print(1)", files=files)
     assert execution.files == {"data.xlsx": blob, "a.txt": "é"}
-    payload = build_payload(execution, execution.limits, Tokens())
+    payload = b"".join(build_payload(execution, execution.limits, Tokens()))
     with tarfile.open(fileobj=io.BytesIO(payload.split(b"\n", 1)[1])) as tar:
         assert tar.extractfile("data.xlsx").read() == blob
         assert tar.extractfile("a.txt").read() == "é".encode()
@@ -505,7 +505,7 @@ def test_return_files_are_checked_and_ask_a_state_of_those_files_only(policy):
         REGISTRY, policy, "python", "1", return_files=["*.png"], limits={"return_files_bytes": 9}
     )
     assert execution.return_files == ["*.png"] and execution.limits.return_files_bytes == 9
-    payload = build_payload(execution, execution.limits, Tokens())
+    payload = b"".join(build_payload(execution, execution.limits, Tokens()))
     header, body = payload.split(b"\n", 1)
     assert b" " not in header  # nothing restored: a stateless request
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
