@@ -186,12 +186,7 @@ def watch(child, notice, job, display, source, snapshot):
         paused = []
         signal.signal(signal.SIGUSR1, lambda *_: pause_deadline(paused))
         signal.signal(signal.SIGUSR2, lambda *_: resume_deadline(paused))
-    code = said_status(child, notice)
-    while code is None:  # resumed after the handler runs (PEP 475); orphans too, as pid 1
-        pid, status = os.waitpid(-1, 0)
-        if pid == child:
-            code = os.waitstatus_to_exitcode(status)
-            code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell
+    code = wait_for(child, notice)
     signal.setitimer(signal.ITIMER_REAL, 0)
     show_display_files(display)
     if state["max"] and snapshot is not None and snapshot == state_snapshot(source):
@@ -207,32 +202,41 @@ def watch(child, notice, job, display, source, snapshot):
     os._exit(code)
 
 
-def said_status(child, notice):
-    """The status the child says on its notice pipe as it exits (python_run.exit_now), or None
-    once it ended without saying one (killed, crashed, os._exit): then waitpid tells. What the
-    program itself writes there can only end it sooner, with a status of its choice, as
-    sys.exit would. None at once where a pidfd cannot be had (the old kernel's waitpid)."""
-    try:
-        ended = os.pidfd_open(child)
-    except (AttributeError, OSError):
-        return None
+def wait_for(child, notice):
+    """The child's status: the one it says on its notice pipe as it exits (python_run.exit_now),
+    so that the report does not wait for the teardown of its address space, or the one waitpid
+    gives when it ended without saying one (killed, crashed, os._exit). Orphans are reaped
+    meanwhile, as a sandbox's pid 1 must. What the program writes there itself can only end its
+    run sooner, with a status of its choice, as sys.exit would."""
     import select
 
-    said, watching = b"", [notice, ended]
-    try:
+    woken, wake = os.pipe()
+    for fd in (woken, wake):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake)  # a SIGCHLD wakes the select (which resumes after a handler)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    said, watching = b"", [notice, woken]
+    while True:
         while True:
-            readable = select.select(watching, [], [])[0]  # resumed after a handler (PEP 475)
-            if notice in readable:
-                data = os.read(notice, 16)
-                said += data
-                if said.endswith(b"\n") and said[:-1].isdigit() and len(said) < 8:
-                    return int(said) & 0xFF
-                if not data or len(said) >= 8:  # closed, or not a status: the pidfd tells
-                    watching.remove(notice)
-            if ended in readable:
-                return None
-    finally:
-        os.close(ended)
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid = 0
+            if not pid:
+                break
+            if pid == child:
+                code = os.waitstatus_to_exitcode(status)
+                return code if code >= 0 else 128 - code  # killed by signal N: 128 + N
+        readable = select.select(watching, [], [])[0]
+        if woken in readable:
+            os.read(woken, 4096)
+        if notice in readable:
+            data = os.read(notice, 16)
+            said += data
+            if said.endswith(b"\n") and said[:-1].isdigit() and len(said) < 8:
+                return int(said) & 0xFF
+            if not data or len(said) >= 8:  # closed, or not a status: waitpid tells
+                watching.remove(notice)
 
 
 def pause_deadline(paused):

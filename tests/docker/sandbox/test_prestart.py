@@ -41,6 +41,13 @@ PROGRAMS = {
         "        print(root, len(n), open(os.path.join(root, n)).read())"
     ),
     "killed by a signal": "import os, signal\nprint('x', flush=True)\nos.kill(os.getpid(), 9)",
+    # Orphans (far more than the pids limit, one after the other) are reaped as they end: by a
+    # nested sandbox's pid 1, its watchdog, while it waits for the program.
+    "orphans": (
+        "import os\nfor _ in range(300):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        if os.fork() == 0:\n            os._exit(0)\n        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\nprint('300 orphans made')"
+    ),
     # A fork's sys.exit is not the program's exit (the program's process says its status to its
     # watchdog as it exits: a fork of it must not).
     "a fork that exits": (
