@@ -215,12 +215,12 @@ def notebooks() -> None:
             r = result[nb]
             wall = statistics.median(r["wall"])
             rows.append([
-                label(kind), nb, wall, wall / base[nb], percentile(r["cells"], 50),
-                percentile(r["cells"], 90), r["failed"],
+                label(kind), nb, wall * 1000, f"{wall / base[nb]:.2f}",
+                percentile(r["cells"], 50), percentile(r["cells"], 90), r["failed"],
             ])  # fmt: skip
     print_table(
         "nbclient's Run All of a warm kernel (10 cells), median of 3, after 2 untimed",
-        ["kernel", "notebook", "wall s", "x ipykernel", "cell p50 ms", "cell p90 ms", "failed"],
+        ["kernel", "notebook", "wall ms", "x ipykernel", "cell p50 ms", "cell p90 ms", "failed"],
         rows,
         "Goal: within 1.5x of ipykernel for both notebooks.",
     )
