@@ -208,13 +208,22 @@ def wait_for(child, notice):
     gives when it ended without saying one (killed, crashed, os._exit). Orphans are reaped
     meanwhile, as a sandbox's pid 1 must. What the program writes there itself can only end its
     run sooner, with a status of its choice, as sys.exit would."""
-    import select
-
     woken, wake = os.pipe()
     for fd in (woken, wake):
         os.set_blocking(fd, False)
-    signal.set_wakeup_fd(wake)  # a SIGCHLD wakes the select (which resumes after a handler)
+    # A SIGCHLD wakes the select (which resumes after a handler); no note on stderr, ever.
+    signal.set_wakeup_fd(wake, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    try:
+        return wait_loop(child, notice, woken)
+    finally:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def wait_loop(child, notice, woken):
+    import select
+
     said, watching = b"", [notice, woken]
     while True:
         while True:
