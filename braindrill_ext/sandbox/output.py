@@ -207,8 +207,7 @@ class OutputCollector:
         return rest
 
     def _end_record(self) -> None:
-        parts, self._record = self._record, None
-        raw = parts[0] if len(parts) == 1 else b"".join(parts)
+        raw, self._record = b"".join(self._record), None  # one piece: itself, no copy
         if not self._record_kept:
             return
         if self._record_is_state:

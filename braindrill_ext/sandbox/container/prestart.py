@@ -47,7 +47,7 @@ import sys
 EXIT_MARK = b"\036braindrill-exit "  # protocol.EXIT_MARK
 NO_PAYLOAD = 123  # protocol.NO_PAYLOAD: stdin closed, no code came
 CELL_MODULES = ("comm", "comm.base_comm", "getpass")  # what a cell's set-up imports
-exiting = {"notice": None, "pid": 0}  # the program's process, its notice pipe to the watchdog
+exiting = {"notice": None, "pid": 0}  # set in the program's process: its pid, its notice pipe
 
 
 def prepare_environment(preloads):
@@ -307,7 +307,7 @@ def serve(shell, source):
     # child's garbage collections, which would copy every page of it: ~0.1 s more at its exit.
     gc.freeze()
     go, given = os.pipe()
-    notice, exiting["notice"] = os.pipe()
+    notice, told = os.pipe()
     child = os.fork()
     if child == 0:
         # A process group of its own: the container's `timeout` sends an interrupt to its whole
@@ -316,9 +316,9 @@ def serve(shell, source):
         os.setpgid(0, 0)
         os.close(given)
         os.close(notice)
-        exiting["pid"] = os.getpid()
+        exiting.update(notice=told, pid=os.getpid())
         execute(source, shell, go)
-    os.close(exiting["notice"])
+    os.close(told)
     try:
         os.setpgid(child, child)  # whichever of the two runs first
     except OSError:

@@ -11,7 +11,8 @@ STATE_MARK = b"\036braindrill-state "  # protocol.STATE_MARK
 STATE_SAME = b"same"  # protocol.STATE_SAME
 STATE_ONLY = ".braindrill/only"  # protocol.STATE_ONLY: a state of these files only
 CHUNK = 1 << 20  # what a read or write of a state moves at once (its pipes hold as much)
-splicing = [True]  # stdin (a pipe) to a file by splice(2), until it turns out it cannot
+# stdin (a pipe) to a file by splice(2): Python 3.10+, until it turns out stdin cannot
+splicing = [hasattr(os, "splice")]
 
 
 def read_only():
@@ -187,29 +188,30 @@ class Input:
         file by the kernel where it can (tmpfs pages filled straight from the pipe's, nothing
         copied through this process), else read and written."""
         while size:
-            want = min(size, self.left, CHUNK)
-            if not want:
-                raise ValueError("truncated archive")
-            if splicing[0]:
-                try:
-                    moved = os.splice(0, file.fileno(), want)
-                except AttributeError:  # Python < 3.10
-                    splicing[0] = False
-                    continue
-                except OSError as e:
-                    if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
-                        raise  # the file system is full, or the file over its limit
-                    splicing[0] = False  # stdin is no pipe, or splice(2) is not allowed
-                    continue
-            else:
-                chunk = os.read(0, want)
-                moved = len(chunk)
+            moved = self._splice(file, min(size, self.left, CHUNK)) if self.left else 0
+            if moved is None:  # not spliceable: read (what is left of stdin counted) and write
+                chunk = self.read(min(size, CHUNK))
                 file.write(chunk)
+                moved = len(chunk)
             if not moved:
                 self.left = 0
                 raise ValueError("truncated archive")
-            self.left -= moved
             size -= moved
+
+    def _splice(self, file, n):
+        """Up to ``n`` bytes of stdin into ``file`` by splice(2): how many (0: stdin ended), or
+        None where it cannot (stdin is no pipe, splice(2) is not allowed)."""
+        if not splicing[0]:
+            return None
+        try:
+            moved = os.splice(0, file.fileno(), n)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
+                raise  # the file system is full, or the file over its limit
+            splicing[0] = False
+            return None
+        self.left -= moved
+        return moved
 
 
 def untar(source):
