@@ -52,13 +52,11 @@ exiting = {"notice": None, "pid": 0}  # set in the program's process: its pid, i
 
 def prepare_environment(preloads):
     os.environ.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")
-    if preloads:
-        # BLAS/OpenMP start a thread per CPU of the host, in this process and again in the
-        # child: as many as the container's CPU quota instead, under its pids limit.
-        threads = cpu_quota()
+    # BLAS/OpenMP start a thread per CPU of the host, in this process and again in the child:
+    # as many as the container's CPU quota instead, under its pids limit.
+    if preloads and (threads := cpu_quota()):
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            if threads:
-                os.environ.setdefault(name, str(threads))
+            os.environ.setdefault(name, str(threads))
 
 
 def cpu_quota():
@@ -177,17 +175,27 @@ def read_job():
 
 
 # -- in the parent ---------------------------------------------------------------------------
-def watch(child, notice, job, display, source, snapshot):
-    """Wait for the child until the deadline; show the display files, send the state, report,
-    exit with its status."""
+def arm(child, job):
+    """The deadline, and its pause while the program waits for its user (SIGUSR1, SIGUSR2 from
+    python_cell.ask_front_end): set before the program has its job, which may ask at once."""
     signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
-    signal.setitimer(signal.ITIMER_REAL, float(job["BD_TIMEOUT"]))
-    if job.get("BD_INPUT") == "1":  # the program waits for its user: so does the deadline
-        paused = []
-        signal.signal(signal.SIGUSR1, lambda *_: pause_deadline(paused))
-        signal.signal(signal.SIGUSR2, lambda *_: resume_deadline(paused))
+    set_deadline(float(job["BD_TIMEOUT"]))
+    if job.get("BD_INPUT") == "1":
+        left = []  # while paused: the time the deadline had left
+        signal.signal(signal.SIGUSR1, lambda *_: left or left.append(set_deadline(0)))
+        signal.signal(signal.SIGUSR2, lambda *_: left and set_deadline(max(left.pop(), 0.001)))
+
+
+def set_deadline(seconds):
+    """Arms the deadline (0: stops it); returns the time it had left."""
+    return signal.setitimer(signal.ITIMER_REAL, seconds)[0]
+
+
+def watch(child, notice, job, display, source, snapshot):
+    """Wait for the child until the deadline (armed); show the display files, send the state,
+    report, exit with its status."""
     code = wait_for(child, notice)
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    set_deadline(0)
     show_display_files(display)
     if state["max"] and snapshot is not None and snapshot == state_snapshot(source):
         send_unchanged(job["BD_EXIT_TOKEN"])
@@ -246,16 +254,6 @@ def wait_loop(child, notice, woken):
                 return int(said) & 0xFF
             if not data or len(said) >= 8:  # closed, or not a status: waitpid tells
                 watching.remove(notice)
-
-
-def pause_deadline(paused):
-    if not paused:
-        paused.append(signal.setitimer(signal.ITIMER_REAL, 0)[0])
-
-
-def resume_deadline(paused):
-    if paused:
-        signal.setitimer(signal.ITIMER_REAL, max(paused.pop(), 0.001))
 
 
 # -- the program -------------------------------------------------------------------------------
@@ -338,6 +336,7 @@ def serve(shell, source):
     program = {name: value for name, value in job.items() if name != "BD_EXIT_TOKEN"}
     import json
 
+    arm(child, job)
     write_all(given, json.dumps({"job": program, "argv": argv}).encode())
     os.close(given)
     watch(child, notice, job, display, source, snapshot)
