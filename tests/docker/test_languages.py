@@ -69,11 +69,14 @@ LANGUAGES = {
         "    return 3;\n}\n",
         "compile_error": ("int main() { return undefined_thing; }\n", "was not declared"),
         "warning": ("int main() { int unused; return 0; }\n", "unused variable"),
-        # A constant expression of 4e10 steps: GCC's own limit is minutes away.
-        "bomb": "constexpr long spin() {\n    long s = 0;\n"
-        "    for (long i = 0; i < 200000; ++i)\n"
-        "        for (long j = 0; j < 200000; ++j) s += i ^ j;\n    return s;\n}\n"
-        'static_assert(spin() != 1, "never reached");\nint main() {}\n',
+        # 64 constant expressions of a million steps each: each stays under GCC's limit of
+        # operations per evaluation (2**25; one expression past it fails in seconds), all of
+        # them take minutes.
+        "bomb": "constexpr long spin(long k) {\n    long s = 0;\n"
+        "    for (long i = 0; i < 1000; ++i)\n"
+        "        for (long j = 0; j < 1000; ++j) s += (i ^ j) + k;\n    return s;\n}\n"
+        + "".join(f'static_assert(spin({k}) != 1, "never reached");\n' for k in range(64))
+        + "int main() {}\n",
     },
     "go": {
         "hello": 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello, world") }\n',
