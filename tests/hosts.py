@@ -2,19 +2,15 @@
 
 ``worker_daemons`` (session fixture) starts three engines, each with its own data root, exec root,
 pid file and unix socket, and a ``tcp://127.0.0.N:2376`` listener with mutual TLS (a CA, a server
-certificate for 127.0.0.N and a client certificate, made here with ``cryptography``) and the
-overlay2 storage driver (vfs if overlay2 does not start). They start empty: the engine copies the
-images a test needs from the master's engine. At the end every daemon is stopped, its mounts undone
-and its directories removed.
+certificate for 127.0.0.N and a client certificate: ``certificates.py``) and the overlay2 storage
+driver (vfs if overlay2 does not start). They start empty: the engine copies the images a test
+needs from the master's engine. At the end every daemon is stopped, its mounts undone and its
+directories removed.
 
-Networking: each engine has a default bridge of its own, ``br-bd-wN``, created here with an address
-from ``10.213.0.0/16`` that nothing on the machine uses, and no iptables rules, IP forwarding or
-masquerading (sandboxes use ``network_mode: none``; a container on such an engine's default network
-would reach only that bridge). Not ``--bridge=none``: a dockerd started with it deletes the
-machine's ``docker0`` (moby ``removeDefaultBridgeInterface``), which breaks the machine engine's
-default network until it restarts. The bridges are deleted at the end, and stale ones of a crashed
-run (``br-bd-*`` that no running dockerd names) at the start. The host's interfaces, addresses and
-routes are compared before and after: a difference fails the session's teardown.
+Networking: each engine has a default bridge of its own, ``br-bd-wN``, created here, never
+``--bridge=none``; the bridges are deleted at the end, stale ones of a crashed run at the start,
+and the host's interfaces, addresses and routes are compared before and after: a difference fails
+the session's teardown (why and how: ``networking.py``).
 
 ``conftest.py`` registers this module as a plugin (``pytest_plugins``): a test names the fixture
 ``worker_daemons`` as an argument, nothing to import. Benchmarks start the same engines with
@@ -23,11 +19,9 @@ routes are compared before and after: a difference fails the session's teardown.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -39,102 +33,21 @@ from pathlib import Path
 import docker
 import pytest
 
+from .certificates import make_certificates
 from .helpers import require
+from .networking import (
+    BRIDGE_PREFIX,
+    IP,
+    check_networking_unchanged,
+    docker0_exists,
+    free_subnets,
+    host_networking,
+    remove_stale_bridges,
+    run_ip,
+)
 
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
-IP = shutil.which("ip") or "/usr/sbin/ip"
 TLS_PORT = 2376
-BRIDGE_PREFIX = "br-bd-"  # the engines' bridges: br-bd-w1, ... (interface names: 15 bytes at most)
-BRIDGE_RANGE = ipaddress.ip_network("10.213.0.0/16")  # their /24s; not in Docker's default pools
-
-
-# -- certificates ----------------------------------------------------------------------------------
-def _key():
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write(path: Path, key=None, cert=None) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    if key is not None:
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        path.chmod(0o600)
-    if cert is not None:
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _cert(subject, key, issuer, issuer_key, *, ca=False, server_ips=(), client=False):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), True
-        )
-    if server_ips:
-        sans = [x509.DNSName("localhost")] + [
-            x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips
-        ]
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-    if client:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def make_certificates(directory: Path, server_ips) -> dict:
-    """A CA, one server certificate valid for every IP in ``server_ips``, a client certificate,
-    and a client certificate from another CA (``rogue``). Returns the paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key = _key()
-    ca = _cert("braindrill test CA", ca_key, None, None, ca=True)
-    _write(directory / "ca.pem", cert=ca)
-    server_key = _key()
-    server = _cert("braindrill worker", server_key, ca.subject, ca_key, server_ips=server_ips)
-    _write(directory / "server-key.pem", key=server_key)
-    _write(directory / "server-cert.pem", cert=server)
-    client_key = _key()
-    client = _cert("braindrill master", client_key, ca.subject, ca_key, client=True)
-    _write(directory / "key.pem", key=client_key)
-    _write(directory / "cert.pem", cert=client)
-    rogue_ca_key = _key()
-    rogue_ca = _cert("rogue CA", rogue_ca_key, None, None, ca=True)
-    rogue_key = _key()
-    rogue = _cert("rogue", rogue_key, rogue_ca.subject, rogue_ca_key, client=True)
-    _write(directory / "rogue-key.pem", key=rogue_key)
-    _write(directory / "rogue-cert.pem", cert=rogue)
-    return {
-        "ca": str(directory / "ca.pem"),
-        "cert": str(directory / "cert.pem"),
-        "key": str(directory / "key.pem"),
-        "rogue_cert": str(directory / "rogue-cert.pem"),
-        "rogue_key": str(directory / "rogue-key.pem"),
-    }
 
 
 # -- daemons ---------------------------------------------------------------------------------------
@@ -220,15 +133,15 @@ class Daemon:
     def _make_bridge(self) -> None:
         """Create the engine's bridge with its address, unless it is there already (``start()``
         after ``kill()``: the bridge outlives the daemon and is reused)."""
-        if _ip("link", "show", "dev", self.bridge, check=False).returncode == 0:
+        if run_ip("link", "show", "dev", self.bridge, check=False).returncode == 0:
             return
         gateway = next(ipaddress.ip_network(self.subnet).hosts())
         prefix = ipaddress.ip_network(self.subnet).prefixlen
-        _ip("link", "add", "name", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{gateway}/{prefix}", "dev", self.bridge)
+        run_ip("link", "add", "name", self.bridge, "type", "bridge")
+        run_ip("addr", "add", f"{gateway}/{prefix}", "dev", self.bridge)
 
     def _remove_bridge(self) -> None:
-        _ip("link", "delete", "dev", self.bridge, "type", "bridge", check=False)
+        run_ip("link", "delete", "dev", self.bridge, "type", "bridge", check=False)
 
     def freeze(self) -> None:
         """SIGSTOP the engine: it stops answering, its connections stay open (a hung host)."""
@@ -301,146 +214,6 @@ def _unmount_under(root: Path) -> None:
         points = [line.split()[1] for line in f]
     for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-
-
-# -- the host's networking ------------------------------------------------------------------------
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([IP, *args], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
-    return result
-
-
-def _ip_json(*args: str) -> list:
-    return json.loads(_ip("-j", *args).stdout or "[]")
-
-
-# Interfaces that come and go with the machine engine's containers and user-defined networks (other
-# people's work on this machine, not the extra engines'): left out of the comparison.
-_CHURN = re.compile(r"veth[0-9a-f]+|br-[0-9a-f]{12}")
-
-
-def host_networking() -> dict:
-    """The host's interfaces and IPv4 main-table routes: {interface name: its index, type, MAC
-    address, administrative state (UP or not), bridge master, IPv4 and global IPv6 addresses} and
-    {"route <dst> dev <interface>": gateway, source, scope, metric}. Left out: counters, carrier
-    and operational state (docker0 has carrier while a container is attached), kernel-made IPv6
-    link-local addresses, and the machine engine's veth and ``br-<network id>`` interfaces."""
-    found = {}
-    for link in _ip_json("addr", "show"):
-        name = link["ifname"]
-        if _CHURN.fullmatch(name):
-            continue
-        addresses = sorted(
-            f"{a['local']}/{a['prefixlen']}"
-            for a in link.get("addr_info", [])
-            if not (a["family"] == "inet6" and a.get("scope") == "link")
-        )
-        found[name] = {
-            "index": link["ifindex"],
-            "type": link.get("link_type"),
-            "mac": link.get("address"),
-            "up": "UP" in link.get("flags", []),
-            "master": link.get("master"),
-            "addresses": addresses,
-        }
-    for route in _ip_json("route", "show", "table", "main"):
-        if _CHURN.fullmatch(route.get("dev", "")):
-            continue
-        found[f"route {route['dst']} dev {route.get('dev')}"] = {
-            k: route.get(k) for k in ("gateway", "prefsrc", "scope", "metric") if route.get(k)
-        }
-    return found
-
-
-def networking_changes(before: dict, after: dict) -> list[str]:
-    """What differs between two ``host_networking()`` snapshots, one line per item."""
-    lines = []
-    for name in sorted(before.keys() | after.keys()):
-        was, now = before.get(name), after.get(name)
-        if was == now:
-            continue
-        if now is None:
-            lines.append(f"{name}: gone (was {was})")
-        elif was is None:
-            lines.append(f"{name}: new ({now})")
-        else:
-            diffs = ", ".join(
-                f"{k} {was.get(k)!r} -> {now.get(k)!r}"
-                for k in sorted(was.keys() | now.keys())
-                if was.get(k) != now.get(k)
-            )
-            lines.append(f"{name}: {diffs}")
-    return lines
-
-
-def _docker0_exists() -> bool:
-    return _ip("link", "show", "dev", "docker0", check=False).returncode == 0
-
-
-def check_networking_unchanged(before: dict, docker0_before: bool) -> None:
-    """Fail if the host's networking differs from ``before`` (see ``host_networking``)."""
-    problems = networking_changes(before, host_networking())
-    if docker0_before and not _docker0_exists():
-        problems.insert(
-            0,
-            "`ip link show docker0` fails: the machine engine's default network is broken until "
-            "its dockerd restarts",
-        )
-    if problems:
-        raise AssertionError(
-            "the worker-host engines changed the host's networking:\n  " + "\n  ".join(problems)
-        )
-
-
-def _bridges_in_use() -> set[str]:
-    """The bridges named by ``--bridge=`` in the command line of a running process."""
-    names = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue  # the process is gone
-        for arg in args:
-            if arg.startswith(b"--bridge="):
-                names.add(arg[len(b"--bridge=") :].decode(errors="replace"))
-    return names
-
-
-def remove_stale_bridges() -> list[str]:
-    """Delete the ``br-bd-*`` bridges that no running dockerd uses (left by a run that crashed
-    before its teardown). Returns their names."""
-    in_use = _bridges_in_use()
-    stale = [
-        link["ifname"]
-        for link in _ip_json("link", "show", "type", "bridge")
-        if link["ifname"].startswith(BRIDGE_PREFIX) and link["ifname"] not in in_use
-    ]
-    for name in stale:
-        _ip("link", "delete", "dev", name, "type", "bridge")
-    return stale
-
-
-def free_subnets(count: int) -> list[str]:
-    """``count`` /24s of ``BRIDGE_RANGE`` that overlap no address or route of the host."""
-    taken = [
-        ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
-        for link in _ip_json("-4", "addr", "show")
-        for a in link.get("addr_info", [])
-    ]
-    taken += [
-        ipaddress.ip_network(r["dst"], strict=False)
-        for r in _ip_json("-4", "route", "show", "table", "all")
-        if r.get("dst") not in (None, "default")
-    ]
-    free = [
-        str(net)
-        for net in list(BRIDGE_RANGE.subnets(new_prefix=24))[1:]
-        if not any(net.overlaps(t) for t in taken)
-    ]
-    if len(free) < count:
-        raise RuntimeError(f"no {count} free /24s in {BRIDGE_RANGE} for the engines' bridges")
-    return free[:count]
 
 
 def _storage_driver(probe_root: Path) -> str:
@@ -530,7 +303,7 @@ def start_daemons():
     """Start the engines. Returns them and ``stop()``, which stops them, removes what they left,
     and then raises AssertionError if the host's networking is not as it was before the start."""
     remove_stale_bridges()
-    networking, docker0 = host_networking(), _docker0_exists()
+    networking, docker0 = host_networking(), docker0_exists()
     base = Path(tempfile.mkdtemp(prefix="bd-hosts-"))
     ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
     certs = make_certificates(base / "certs", ips)

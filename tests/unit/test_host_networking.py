@@ -1,10 +1,10 @@
-"""What the comparison of the host's networking before and after the worker-host engines of
-``tests/hosts.py`` says, pure logic (the engines themselves leave it alone:
+"""What the comparison of the host's networking (``tests/networking.py``) before and after the
+worker-host engines of ``tests/hosts.py`` says, pure logic (the engines themselves leave it alone:
 tests/docker/hosts/test_host_networking.py)."""
 
 from __future__ import annotations
 
-from tests.hosts import networking_changes
+from tests.networking import networking_changes
 
 
 def test_changes_name_what_differs():

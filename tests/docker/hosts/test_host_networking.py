@@ -1,8 +1,8 @@
 """The worker-host engines of ``tests/hosts.py`` leave the host's networking alone: each has a
 bridge of its own (never ``--bridge=none``, which deletes the machine's ``docker0``), stale bridges
 of a crashed run are removed at the start, and the comparison of the host's interfaces before and
-after says what changed. (The comparison itself runs at the teardown of ``worker_daemons``;
-what it says: tests/unit/test_host_networking.py.)"""
+after says what changed (``tests/networking.py``). (The comparison itself runs at the teardown
+of ``worker_daemons``; what it says: tests/unit/test_host_networking.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from tests.hosts import (
+from tests.networking import (
     BRIDGE_PREFIX,
     IP,
     host_networking,
