@@ -24,7 +24,6 @@ from bench_hosts import prepare_images, server_config
 from common import (
     MIXES,
     SIMULATOR_INTERVAL_S,
-    JupyterServer,
     language_image,
     machine_summary,
     print_table,
@@ -32,6 +31,7 @@ from common import (
     summarize,
 )
 from openloop import LoadRun, load_run
+from server import JupyterServer
 
 from braindrill_ext.sandbox.protocol import OWNER
 

@@ -26,7 +26,6 @@ import docker
 from common import (
     MIXES,
     SIMULATOR_INTERVAL_S,
-    JupyterServer,
     language_image,
     machine_summary,
     print_table,
@@ -34,6 +33,7 @@ from common import (
     summarize,
 )
 from openloop import LoadRun, load_run, print_load_tables
+from server import JupyterServer
 
 from braindrill_ext.hosts.images import copy_image
 

@@ -18,7 +18,6 @@ import time
 from dataclasses import replace
 
 from common import (
-    JupyterServer,
     docker_run_argv,
     language_image,
     leftover_containers,
@@ -26,6 +25,7 @@ from common import (
     print_table,
     summarize,
 )
+from server import JupyterServer
 
 from braindrill_ext.engine.limits import LimitsPolicy
 from braindrill_ext.languages import LanguageRegistry

@@ -35,7 +35,6 @@ from bench_hosts import prepare_images
 from common import (
     MIXES,
     SIMULATOR_INTERVAL_S,
-    JupyterServer,
     language_image,
     machine_summary,
     print_table,
@@ -43,6 +42,7 @@ from common import (
     summarize,
 )
 from openloop import TEXT, LoadRun, cpu_counters, load_run
+from server import JupyterServer
 from tornado.httpclient import AsyncHTTPClient
 
 from braindrill_ext.engine.limits import LimitsPolicy

@@ -38,17 +38,11 @@ import sys
 import threading
 import time
 
-from common import (
-    ORIGINAL_MIX,
-    SIMULATOR_INTERVAL_S,
-    JupyterServer,
-    machine_summary,
-    percentile,
-    print_table,
-)
+from common import ORIGINAL_MIX, SIMULATOR_INTERVAL_S, machine_summary, percentile, print_table
 from notebook_kernels import engine_config, run_worker
 from openloop import LoadRun, load_run
 from runner_memory import runner_memory
+from server import JupyterServer
 
 KINDS = ("auto", "attach", "container")
 

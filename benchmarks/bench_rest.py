@@ -37,17 +37,15 @@ from dataclasses import dataclass, field
 from common import (
     MIXES,
     SIMULATOR_INTERVAL_S,
-    JupyterServer,
     docker_run_argv,
     language_image,
     leftover_containers,
     machine_summary,
-    merge_config,
-    parse_config,
     print_table,
     summarize,
 )
 from openloop import LoadRun, load_run, print_load_tables
+from server import JupyterServer, merge_config, parse_config
 
 HELLO = 'print("hello")\n'
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}

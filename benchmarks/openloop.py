@@ -13,7 +13,8 @@ import os
 import random
 from dataclasses import dataclass, field
 
-from common import JupyterServer, machine_summary, print_table, summarize
+from common import machine_summary, print_table, summarize
+from server import JupyterServer
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
