@@ -1,9 +1,9 @@
 """Plain helpers shared by the test modules, unit and docker alike (the fixtures are in
-``conftest.py``; the worker-host engines in ``hosts.py``). One copy each: the poll loop, CI
-detection and the skip-or-fail rule, whether a Docker Engine answers, a free port, the labelled
-containers of a process, a kernel's websocket, ``/braindrill/workers``, a fake worker host for the
-engine's pure tests, the requests of REST sessions, and the checks of answers against the OpenAPI
-document."""
+``conftest.py``; the worker-host engines in ``hosts.py``; two users and their REST requests in
+``rest.py``; the checks of answers against the OpenAPI document in ``openapi.py``). One copy each:
+the poll loop, CI detection and the skip-or-fail rule, whether a Docker Engine answers, a free
+port, the labelled containers of a process, a kernel's websocket, ``/braindrill/workers``, a
+kernel through jupyter_client, and a fake worker host for the engine's pure tests."""
 
 from __future__ import annotations
 
@@ -16,16 +16,10 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import docker
 import pytest
-from jsonschema import Draft202012Validator
-from jupyter_server.auth.identity import IdentityProvider, User
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
-from tornado.httpclient import HTTPClientError
 
 from braindrill_ext.sandbox.protocol import OWNER, POOLED
 
@@ -262,26 +256,6 @@ def wait_for_stream(kc, text: str, timeout: float = TIMEOUT) -> None:
     raise AssertionError(f"no output {text!r} within {timeout} s")
 
 
-# -- two users ---------------------------------------------------------------------------------
-TOKENS = {"alice-token": "alice", "bob-token": "bob"}
-
-
-class TwoUsers(IdentityProvider):
-    """Two users, each with a token of their own (as a multi-user deployment has): a test
-    server's ``ServerApp.identity_provider_class``."""
-
-    def get_user_token(self, handler):
-        token = handler.request.headers.get("Authorization", "").removeprefix("token ").strip()
-        name = TOKENS.get(token)
-        return User(username=name) if name else None
-
-
-def as_user(name: str) -> dict:
-    """The headers of a request by ``name``, one of the ``TwoUsers``."""
-    token = next(t for t, user in TOKENS.items() if user == name)
-    return {"Authorization": f"token {token}"}
-
-
 # -- a fake worker host (the scheduler's and the pools' pure tests) ------------------------------
 @dataclass
 class FakeHost:
@@ -302,193 +276,3 @@ class FakeHost:
 
     def fits(self, memory_mib: float) -> bool:
         return self.memory_mib is None or memory_mib <= self.memory_mib
-
-
-# -- hello world in the languages of POST /lang (REST) ------------------------------------------
-HELLO = {
-    "python": ('print("drill my brain")', "drill my brain\n"),
-    "javascript": ('console.log("drill my brain")', "drill my brain\n"),
-    "java": (
-        "public class Anything { public static void main(String[] a) {"
-        ' System.out.println("drill my brain"); } }',
-        "drill my brain\n",
-    ),
-    "ruby": ('puts "drill my brain"', "drill my brain\n"),
-    "perl": ('print "drill my brain\\n";', "drill my brain\n"),
-    "php": ('<?php echo "drill my brain\\n";', "drill my brain\n"),
-}
-
-
-# -- REST sessions, as one of the TwoUsers ---------------------------------------------------------
-# Spread into each request's headers, never given as they are: jp_fetch adds the server's token to
-# the dict it is given (a module's own JSON headers are its own).
-_JSON = {"Content-Type": "application/json"}
-
-
-async def create_session(jp_fetch, user: str, language: str = "python") -> dict:
-    """POST /braindrill/sessions; returns the new session (201)."""
-    response = await jp_fetch(
-        "braindrill",
-        "sessions",
-        method="POST",
-        body=json.dumps({"language": language}),
-        headers={**as_user(user), **_JSON},
-    )
-    assert response.code == 201
-    session = json.loads(response.body)
-    assert response.headers["Location"].endswith(f"/braindrill/sessions/{session['id']}")
-    return session
-
-
-async def show_session(jp_fetch, user: str, session_id: str) -> dict:
-    response = await jp_fetch("braindrill", "sessions", session_id, headers=as_user(user))
-    return json.loads(response.body)
-
-
-async def list_sessions(jp_fetch, user: str) -> list[dict]:
-    response = await jp_fetch("braindrill", "sessions", headers=as_user(user))
-    return json.loads(response.body)["sessions"]
-
-
-async def delete_session(jp_fetch, user: str, session_id: str):
-    response = await jp_fetch(
-        "braindrill", "sessions", session_id, method="DELETE", headers=as_user(user)
-    )
-    assert response.code == 204
-    assert response.body == b""
-
-
-async def run_as(jp_fetch, user: str, language: str, code: str, headers=None, **fields) -> dict:
-    """POST /lang/<language> with a JSON body, as ``user``; returns the Result (200)."""
-    response = await jp_fetch(
-        "lang",
-        language,
-        method="POST",
-        body=json.dumps({"code": code, **fields}),
-        headers={**as_user(user), **_JSON, **(headers or {})},
-        request_timeout=60,
-    )
-    assert response.code == 200
-    return json.loads(response.body)
-
-
-async def refused(request) -> tuple[int, str]:
-    """The status and message of a refused request."""
-    with pytest.raises(HTTPClientError) as e:
-        await request
-    return e.value.code, json.loads(e.value.response.body)["message"]
-
-
-def utc(text: str) -> datetime.datetime:
-    """An ISO 8601 time of the API (``...Z``) as an aware datetime."""
-    assert text.endswith("Z"), text
-    return datetime.datetime.fromisoformat(text.removesuffix("Z") + "+00:00")
-
-
-# -- the OpenAPI document (braindrill_ext/api/openapi.json) ----------------------------------------
-DOC = json.loads(files("braindrill_ext.api").joinpath("openapi.json").read_text())
-SCHEMAS = DOC["components"]["schemas"]
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-SESSIONS, SESSION = "/braindrill/sessions", "/braindrill/sessions/{session}"
-# A small code_bytes for the 413, a small maximum for the 400 naming it, a cap of two sessions for
-# the 429: the test server of the modules that check answers against the document.
-OPENAPI_SERVER_CONFIG = {
-    "LimitsPolicy": {"code_bytes": 4096, "max_timeout_s": 5.0},
-    "RestSessionManager": {"max_per_user": 2},
-}
-_URI = "urn:braindrill:openapi"
-_REGISTRY = Registry().with_resource(_URI, Resource.from_contents(DOC, DRAFT202012))
-
-
-def deref(node: dict) -> dict:
-    """``node`` with a local ``$ref`` (``#/components/...``) followed, repeatedly."""
-    while "$ref" in node:
-        target = DOC
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
-def validator(schema: dict) -> Draft202012Validator:
-    """A JSON Schema 2020-12 validator of ``schema``, a part of the document (its ``#/...``
-    refs point into the document)."""
-    return Draft202012Validator(_anchored(schema), registry=_REGISTRY)
-
-
-def _anchored(node):
-    if isinstance(node, dict):
-        return {
-            k: _URI + v if k == "$ref" and v.startswith("#") else _anchored(v)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_anchored(v) for v in node]
-    return node
-
-
-def component(name: str) -> Draft202012Validator:
-    return validator({"$ref": f"#/components/schemas/{name}"})
-
-
-def operation(path: str, method: str) -> dict:
-    return DOC["paths"][path][method]
-
-
-def check_answer(path: str, method: str, code: int, headers, body: bytes):
-    """Check an answer against the document: its status is described, its Content-Type is one
-    of that status's media types, its headers (required ones present) and its body validate.
-    Returns the body decoded (JSON) or as text."""
-    responses = operation(path, method)["responses"]
-    assert str(code) in responses, f"{method.upper()} {path} answered {code}, not described"
-    response = deref(responses[str(code)])
-    if "content" not in response:  # 204
-        assert body == b"" and "Content-Type" not in headers, (code, headers, body)
-        return None
-    media = headers.get("Content-Type", "").split(";")[0].strip()
-    assert media in response["content"], (
-        f"{code} came as {media!r}, not {list(response['content'])}"
-    )
-    for name, spec in response.get("headers", {}).items():
-        spec = deref(spec)
-        value = headers.get(name)
-        if value is None:
-            assert not spec.get("required"), f"{code} lacks the required header {name}"
-            continue
-        schema = deref(spec["schema"])
-        decoded = int(value) if schema.get("type") == "integer" else value
-        validator(spec["schema"]).validate(decoded)
-    schema = response["content"][media]["schema"]
-    text = body.decode("utf-8")
-    if media == "application/json":
-        data = json.loads(text)
-        validator(schema).validate(data)
-        return data
-    if media == "text/event-stream":
-        return check_events(text, schema)
-    validator(schema).validate(text)
-    return text
-
-
-def check_events(text: str, schema: dict) -> list[tuple[str, object]]:
-    """Parse a server-sent event stream; every event validates against ``schema`` (one event:
-    its name and data) and its data, JSON, against the ``contentSchema`` of its kind."""
-    kinds = {
-        branch["properties"]["event"]["const"]: branch["properties"]["data"]["contentSchema"]
-        for branch in deref(schema)["oneOf"]
-    }
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
-        validator(schema).validate(fields)
-        data = json.loads(fields["data"])
-        validator(kinds[fields["event"]]).validate(data)
-        events.append((fields["event"], data))
-    return events
-
-
-async def fetch_error(request) -> tuple[int, object, bytes]:
-    """The status, headers and body of a refused request."""
-    with pytest.raises(HTTPClientError) as e:
-        await request
-    return e.value.code, e.value.response.headers, e.value.response.body

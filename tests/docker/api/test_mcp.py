@@ -19,7 +19,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from tests.helpers import ROOT, TOKENS, TwoUsers, as_user, refused, run_as
+from tests.helpers import ROOT
+from tests.rest import TOKENS, TwoUsers, as_user, refused, run_as
 
 CONFIG = {
     "ServerApp": {"identity_provider_class": TwoUsers},

@@ -9,12 +9,7 @@ import json
 
 import pytest
 
-from tests.helpers import (
-    OPENAPI_SERVER_CONFIG,
-    SESSION,
-    check_answer,
-    fetch_error,
-)
+from tests.openapi import OPENAPI_SERVER_CONFIG, SESSION, check_answer, fetch_error
 
 JSON = {"Content-Type": "application/json"}
 

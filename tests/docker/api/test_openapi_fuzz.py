@@ -24,7 +24,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.helpers import DOC, eventually_sync, free_port, leftover_containers
+from tests.helpers import eventually_sync, free_port, leftover_containers
+from tests.openapi import DOC
 
 FUZZ_TOKEN = "braindrill-fuzz-token"
 FUZZ_CONFIG = [

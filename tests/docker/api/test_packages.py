@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.helpers import TwoUsers, as_user, create_session, refused, run_as
+from tests.rest import TwoUsers, as_user, create_session, refused, run_as
 
 USERS_AND_NO_POOLS = {
     "ServerApp": {"identity_provider_class": TwoUsers},

@@ -10,8 +10,9 @@ import json
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from tests.helpers import HELLO, eventually, leftover_containers
+from tests.helpers import eventually, leftover_containers
 from tests.helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
+from tests.rest import HELLO
 
 
 @pytest.mark.parametrize("language", sorted(HELLO))

@@ -10,15 +10,8 @@ import json
 
 import pytest
 
-from tests.helpers import (
-    TwoUsers,
-    as_user,
-    check_answer,
-    create_session,
-    fetch_error,
-    refused,
-    run_as,
-)
+from tests.openapi import check_answer, fetch_error
+from tests.rest import TwoUsers, as_user, create_session, refused, run_as
 
 CONFIG = {
     "ServerApp": {"identity_provider_class": TwoUsers},

@@ -11,13 +11,12 @@ import json
 
 import pytest
 
-from tests.helpers import (
+from tests.helpers import containers_left_async, eventually
+from tests.rest import (
     TwoUsers,
     as_user,
-    containers_left_async,
     create_session,
     delete_session,
-    eventually,
     refused,
     run_as,
     show_session,

@@ -11,14 +11,8 @@ import re
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from tests.helpers import (
-    TwoUsers,
-    as_user,
-    containers_left_async,
-    eventually,
-    stream_text,
-    ws_execute,
-)
+from tests.helpers import containers_left_async, eventually, stream_text, ws_execute
+from tests.rest import TwoUsers, as_user
 
 SLOW = "import time; time.sleep(3); print('slow')"
 

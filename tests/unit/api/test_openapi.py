@@ -21,7 +21,7 @@ from braindrill_ext.engine.limits import LIMIT_FIELDS, REQUESTABLE
 from braindrill_ext.engine.validation import JSON_FIELDS, SESSION_FIELDS
 from braindrill_ext.execution import Limits, Result, Status
 from braindrill_ext.sandbox import records
-from tests.helpers import (
+from tests.openapi import (
     DOC,
     HTTP_METHODS,
     OPENAPI_SERVER_CONFIG,

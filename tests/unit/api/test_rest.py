@@ -8,8 +8,8 @@ import json
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from tests.helpers import HELLO
 from tests.helpers import sandbox_kinds as sandbox_kind  # noqa: F401 (a fixture: both kinds)
+from tests.rest import HELLO
 
 
 async def error_of(request) -> tuple[int, dict, dict]:

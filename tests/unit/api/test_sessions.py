@@ -12,12 +12,12 @@ import time
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from tests.helpers import (
+from tests.helpers import eventually
+from tests.rest import (
     TwoUsers,
     as_user,
     create_session,
     delete_session,
-    eventually,
     list_sessions,
     refused,
     run_as,
