@@ -7,14 +7,12 @@ state is replaced, not merged; unpicklable names and files over the state cap ar
 named on stderr; an exception or a non-zero exit keeps the cell's state, a compile error, a
 timeout, an output limit, an OOM kill or an interrupt leaves it as before; ``%reset`` and
 ``%%stateless``; a restart starts empty, a shutdown drops the state from the server; pandas and
-numpy values in python-data; and a kernel whose consecutive cells run on two worker hosts."""
+numpy values in python-data. (A kernel whose consecutive cells run on two worker hosts:
+test_state_hosts.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
-import os
 import tarfile
 
 import pytest
@@ -22,14 +20,11 @@ import pytest
 from tests.helpers import (
     TIMEOUT,
     containers_left,
-    eventually,
     eventually_sync,
     execute_cell,
     result_text,
     stream_text,
     wait_for_stream,
-    workers,
-    ws_execute,
 )
 
 AS_BEFORE = "the state (variables and files) is as it was before"
@@ -341,72 +336,6 @@ def test_a_shutdown_drops_the_state(kernel, embedded_engine):
     km.shutdown_kernel()
     assert eventually_sync(lambda: embedded_engine.states.used == before)
     assert containers_left() == []
-
-
-# -- any worker host -------------------------------------------------------------------------------
-@pytest.fixture
-def braindrill_config(worker_daemons):
-    """The Jupyter server's engine: two worker hosts of one slot each, no warm containers."""
-    return {
-        "ExecutionEngine": {"hosts": [d.spec(slots=1) for d in worker_daemons[:2]]},
-        "WarmPools": {"enabled": False},
-    }
-
-
-FIRST = "n = 1\nopen('trail.txt', 'w').write('1')\nprint(n, open('trail.txt').read())"
-NEXT = "n += 1\nopen('trail.txt', 'a').write(f',{n}')\nprint(n, open('trail.txt').read())"
-
-
-async def completed(jp_fetch) -> dict[str, int]:
-    return {name: w["completed"] for name, w in (await workers(jp_fetch)).items()}
-
-
-async def host_that_ran(jp_fetch, before: dict[str, int]) -> str:
-    """The one host whose completed count grew past ``before`` (a container is counted just
-    after its result)."""
-
-    async def grown():
-        now = await completed(jp_fetch)
-        return [name for name in now if now[name] > before[name]]
-
-    hosts = await eventually(grown)
-    assert len(hosts) == 1, hosts
-    assert (await completed(jp_fetch))[hosts[0]] == before[hosts[0]] + 1
-    return hosts[0]
-
-
-async def test_the_state_follows_the_kernel_to_another_host(
-    jp_fetch, jp_ws_fetch, jp_serverapp, worker_daemons
-):
-    engine = jp_serverapp.web_app.settings["braindrill_engine"]
-    before = engine.states.used
-    body = json.dumps({"name": "braindrill-python"})
-    kernel_id = json.loads((await jp_fetch("api", "kernels", method="POST", body=body)).body)["id"]
-    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels")
-    hosts = []
-    try:
-        # Until a cell ran on another host than the cell before it (round-robin: the second).
-        for n in range(1, 7):
-            counts = await completed(jp_fetch)
-            reply, messages = await ws_execute(ws, FIRST if n == 1 else NEXT)
-            assert reply["status"] == "ok", reply
-            # It saw every earlier cell's variable and file.
-            assert stream_text(messages) == f"{n} {','.join(str(i) for i in range(1, n + 1))}\n"
-            hosts.append(await host_that_ran(jp_fetch, counts))
-            if len(set(hosts)) == 2:
-                break
-        assert set(hosts) == {d.name for d in worker_daemons[:2]}, hosts
-        assert engine.states.used > before
-    finally:
-        ws.close()
-        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
-    assert await eventually(lambda: engine.states.used == before)
-
-    async def no_containers():
-        found = await asyncio.to_thread(worker_daemons.labelled_containers, os.getpid())
-        return not any(found.values())
-
-    assert await eventually(no_containers), worker_daemons.labelled_containers(os.getpid())
 
 
 # -- hostile states ----------------------------------------------------------------------------
