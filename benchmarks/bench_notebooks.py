@@ -32,13 +32,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
 
-from common import ORIGINAL_MIX, SIMULATOR_INTERVAL_S, machine_summary, percentile, print_table
+from common import (
+    ORIGINAL_MIX,
+    SIMULATOR_INTERVAL_S,
+    docker_run_argv,
+    language_image,
+    machine_cpu_s,
+    machine_summary,
+    percentile,
+    print_table,
+)
 from notebook_kernels import engine_config, run_worker
 from openloop import LoadRun, load_run
 from runner_memory import runner_memory
@@ -162,14 +172,30 @@ def simulator(duration_s: float, before: str) -> None:
             rows.append([
                 name, f"{mult}x", run.sent, percentile(lat, 50), percentile(lat, 99), statuses,
             ])  # fmt: skip
+    life_s = container_life_cpu_s()
     print_table(
         f"The original simulator mix, open loop, {duration_s:g} s per row after 10 s of the same "
         "load untimed (ms from the send)",
         ["server", "rate", "sent", "p50", "p99", "outcomes"],
         rows,
         "Goals: p99 under 150 ms on the default kind and 300 ms on container at 1x; at 3x the "
-        "default kind no worse than the nested kind before (--before).",
+        "default kind no worse than the nested kind before (--before).\n\n"
+        f"A container's life alone (a bare `docker run --rm` with the sandbox's flags) costs "
+        f"{life_s * 1000:.0f} ms of this machine's CPU: the container kind at 1x needs "
+        f"{life_s / SIMULATOR_INTERVAL_S:.2f} of its {os.cpu_count()} CPUs for that alone.",
     )
+
+
+def container_life_cpu_s(runs: int = 10) -> float:
+    """The machine's CPU (the CLI, dockerd, containerd, runc, the shim, the kernel) per bare
+    ``docker run --rm`` of ``true``, the median of ``runs``."""
+    argv = docker_run_argv(language_image("python"), ["true"])
+    costs = []
+    for _ in range(runs):
+        started = machine_cpu_s()
+        subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+        costs.append(machine_cpu_s() - started)
+    return statistics.median(costs)
 
 
 # -- memory ---------------------------------------------------------------------------------------

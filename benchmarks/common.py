@@ -95,6 +95,13 @@ def machine_summary() -> str:
     )
 
 
+def machine_cpu_s() -> float:
+    """The CPU time this machine has spent so far, all processes and the kernel (/proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [int(n) for n in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # but idle and iowait
+
+
 # -- the containers a run left -------------------------------------------------------------------
 def leftover_containers(owner_pid: int | None = None) -> list[str]:
     """Containers labelled ``braindrill.owner`` that exist now (any state), as ``id status owner``
