@@ -37,6 +37,13 @@ from requests.exceptions import RequestException
 TRANSPORT_ERRORS = (DockerException, RequestException, OSError)
 
 
+def swallow(fut) -> None:
+    """Retrieve the outcome of a call nobody waits for any more (no 'never retrieved' noise):
+    a done callback."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def reason_of(e: BaseException) -> str:
     """A one-line reason for an error from the Docker SDK (or any other)."""
     return getattr(e, "explanation", None) or str(e) or type(e).__name__

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 
 from .. import metrics
-from ..errors import TRANSPORT_ERRORS, HostUnavailable, ImageMissing, reason_of
+from ..errors import TRANSPORT_ERRORS, HostUnavailable, ImageMissing, reason_of, swallow
 from ..languages import Language
 from ..sandbox.runner import Runner
 from ..sandbox.sandbox import Sandbox
@@ -144,10 +144,10 @@ class WorkerHost:
             await asyncio.wait({work, failed}, return_when=asyncio.FIRST_COMPLETED)
             if work.done():
                 return work.result()
-            work.add_done_callback(_swallow)
+            work.add_done_callback(swallow)
             raise HostUnavailable(self.name, failed.result())
         except asyncio.CancelledError:
-            work.add_done_callback(_swallow)
+            work.add_done_callback(swallow)
             raise
         finally:
             self._failure_waiters.discard(failed)
@@ -322,9 +322,3 @@ class WorkerHost:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.client.close()
         self._ping_client.close()
-
-
-def _swallow(fut: asyncio.Future) -> None:
-    """Retrieve the outcome of a call nobody waits for any more (no 'never retrieved' noise)."""
-    if not fut.cancelled():
-        fut.exception()

@@ -14,7 +14,7 @@ import time
 
 from docker.errors import APIError, DockerException
 
-from ..errors import TRANSPORT_ERRORS, HostUnavailable, reason_of
+from ..errors import TRANSPORT_ERRORS, HostUnavailable, reason_of, swallow
 from ..execution import Execution, Limits, Result
 from ..languages import Language
 from . import attach, programs
@@ -86,6 +86,9 @@ class Sandbox(Removal):
         self._preparing = asyncio.ensure_future(self.host.call_watched(self._prepare_sync))
         try:
             await asyncio.shield(self._preparing)
+        except asyncio.CancelledError:  # destroy() waits for the rest; how it ends is no news
+            self._preparing.add_done_callback(swallow)
+            raise
         except HostUnavailable:
             await self.destroy()
             raise
