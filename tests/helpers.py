@@ -95,6 +95,20 @@ def eventually_sync(check, timeout_s: float = TIMEOUT, every_s: float = 0.2):
         time.sleep(every_s)
 
 
+def warm_for_cells(engine, language: str) -> None:
+    """Wait until every host of ``engine`` holds a warm sandbox for ``language``'s cells, as
+    when a person types after a cell: a completion right after one would find the pool
+    refilling, and a cold python-data sandbox spends ~1.5 s of the completion's ~2 s on its
+    imports (more on a slow machine)."""
+
+    def filled():
+        pools = [w["pool"] for w in engine.describe_hosts()["workers"]]
+        names = (f"{language} (cells)", language)  # containers' cell pool, or runners
+        return all(any(p.get(n, {}).get("ready") for n in names) for p in pools)
+
+    assert eventually_sync(filled, TIMEOUT), engine.describe_hosts()
+
+
 async def eventually(check, timeout_s: float = TIMEOUT, every_s: float = 0.2):
     """``eventually_sync`` on the event loop: ``check()`` may return a value or an awaitable."""
     deadline = time.monotonic() + timeout_s

@@ -1,10 +1,12 @@
 """What a kernel answers from its own record of cells, without a sandbox: ``history_request``
 (tail, range, search, as IPython's history manager answers them), and completion for the
 languages whose completion does not run in a sandbox (the names of earlier cells and the
-language's keywords). Pure functions, used by the kernel."""
+language's keywords), and for Python when its sandbox gave no answer in time. Pure functions,
+used by the kernel."""
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import keyword
 import re
@@ -12,9 +14,9 @@ import re
 SESSION = 1  # the kernel's history session: one per kernel life, as IPython's in-memory one
 HISTORY_BYTES = 256 << 10  # the earlier cells a Python cell is given, at most (newest kept)
 
-# The reserved words of each language by its Jupyter name (language_info.name).
+# The reserved words of each language by its Jupyter name (language_info.name); Python's builtins.
 KEYWORDS = {
-    "python": " ".join(keyword.kwlist),
+    "python": " ".join([*keyword.kwlist, *(n for n in dir(builtins) if not n.startswith("_"))]),
     "bash": "if then else elif fi case esac for while until do done in function select time "
     "return local export readonly declare echo printf read shift exit",
     "javascript": "async await break case catch class const continue debugger default delete do "

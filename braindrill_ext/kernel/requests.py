@@ -268,7 +268,7 @@ class KernelRequests:
         code = msg["content"].get("code", "")
         pos = msg["content"].get("cursor_pos", len(code))
         content = await self._ask_sandbox("complete", {"code": code, "cursor_pos": pos}, msg)
-        if content is None:
+        if content is None:  # not Python, or its sandbox gave no answer in time: the words
             name = self.language.language_info.get("name", self.language.name)
             content = introspect.complete_words(name, self.history, code, pos)
         self._reply(sock, ident, msg, {**content, "status": "ok"})
@@ -284,8 +284,9 @@ class KernelRequests:
 
     async def _ask_sandbox(self, tool: str, request: dict, msg) -> dict | None:
         """A Python kernel's completion or help: IPython's, in a sandbox holding the kernel's
-        state (never changed), within ``TOOL_TIMEOUT_S``; an empty answer past it or when it
-        failed. None for the other languages."""
+        state (never changed), within ``TOOL_TIMEOUT_S``; an empty answer when the sandbox
+        failed to give one. None for the other languages, and past the deadline or when no
+        sandbox could run."""
         if not self.language.prestart:
             return None
         empty = introspect.empty_tool_reply(tool, request["cursor_pos"])
@@ -304,7 +305,10 @@ class KernelRequests:
             result = await asyncio.wait_for(running.result(), TOOL_TIMEOUT_S + 3)
         except (BraindrillError, asyncio.TimeoutError) as e:
             self.log.info("kernel %s: no %s answer: %s", self.kernel_id, tool, e)
-            return empty
+            return None
+        if result.status is not Status.OK:  # past its deadline, its memory...
+            self.log.info("kernel %s: no %s answer: %s", self.kernel_id, tool, result.status)
+            return None
         return introspect.tool_reply(result, REPLY_MIME, empty)
 
     def _ask(self, request: dict, ident, parent) -> None:

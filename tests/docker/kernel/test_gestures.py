@@ -5,12 +5,13 @@ lost (closed files, ``get_ipython()``). Interrupt is in ``test_kernels.py``."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import pytest
 
 from tests.helpers import embedded_sandboxes as embedded_sandbox  # noqa: F401 (both kinds)
-from tests.helpers import eventually_sync, execute_cell, result_text, stream_text
+from tests.helpers import execute_cell, result_text, stream_text, warm_for_cells
 
 pytestmark = pytest.mark.usefixtures("embedded_engine")
 TIMEOUT = 60
@@ -32,20 +33,8 @@ def ok(kc, code, **kwargs):
 
 @pytest.fixture
 def warm(embedded_engine):
-    """Wait until every host holds a warm sandbox for a language's cells, as when a person
-    types after a cell: a completion right after one would find the pool refilling, and a cold
-    python-data container spends ~1.5 s of the completion's ~2 s on its imports."""
-
-    def ready(language: str) -> None:
-        def filled():
-            workers = embedded_engine.describe_hosts()["workers"]
-            pools = [w["pool"] for w in workers]
-            names = (f"{language} (cells)", language)  # containers' cell pool, or runners
-            return all(any(p.get(n, {}).get("ready") for n in names) for p in pools)
-
-        assert eventually_sync(filled, TIMEOUT), embedded_engine.describe_hosts()
-
-    return ready
+    """``warm(language)``: wait until the pools hold a warm sandbox for its cells."""
+    return functools.partial(warm_for_cells, embedded_engine)
 
 
 def complete(kc, code, pos=None):
@@ -127,6 +116,20 @@ def test_completion_and_help_never_change_the_state(start):
     kc.inspect("t.inner", 7, reply=True, timeout=TIMEOUT)
     messages = ok(kc, "len(calls), open('kept.txt').read()")
     assert result_text(messages) == "(0, 'kept')"
+
+
+def test_a_completion_past_its_deadline_gets_the_kernels_words(start):
+    # Every sandbox of this kernel sleeps 5 s restoring its state: the completion's sandbox is
+    # stopped at its ~2 s deadline, and the kernel answers from what it has (the names of the
+    # cells, Python's keywords and builtins); help finds nothing.
+    _, kc = start("python")
+    ok(kc, "import time\nclass Slow:\n    def __reduce__(self):\n        return (time.sleep, (5,))")
+    ok(kc, "zebra_count = 3\nslow_to_restore = Slow()")
+    assert complete(kc, "zebra_c")["matches"] == ["zebra_count"]
+    content = complete(kc, "x = zi")
+    assert (content["matches"], content["cursor_start"]) == (["zip"], 4)
+    assert inspect(kc, "zebra_count", 5)["found"] is False
+    assert result_text(ok(kc, "zebra_count")) == "3"  # the state is untouched
 
 
 def test_other_languages_complete_earlier_names_and_keywords(start):
