@@ -97,8 +97,8 @@ def machine_summary() -> str:
 
 def machine_cpu_s() -> float:
     """The CPU time this machine has spent so far, all processes and the kernel (/proc/stat)."""
-    with open("/proc/stat") as f:
-        ticks = [int(n) for n in f.readline().split()[1:]]
+    with open("/proc/stat") as f:  # user nice system idle iowait irq softirq steal (guest: in user)
+        ticks = [int(n) for n in f.readline().split()[1:9]]
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # but idle and iowait
 
 

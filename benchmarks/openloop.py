@@ -13,7 +13,7 @@ import os
 import random
 from dataclasses import dataclass, field
 
-from common import machine_summary, print_table, summarize
+from common import machine_cpu_s, machine_summary, print_table, summarize
 from server import JupyterServer
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
@@ -49,9 +49,7 @@ CONTAINER_CPU = {
 def cpu_counters(server_pid: int) -> dict:
     """Cumulative CPU seconds: the whole machine (busy), Docker's containers, the server process
     (with its reaped children) and this process (the load client)."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:9]]
-    counters = {"machine": (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS}  # minus idle, iowait
+    counters = {"machine": machine_cpu_s()}
     for path, parse in CONTAINER_CPU.items():
         if os.path.exists(path):
             with open(path) as f:
